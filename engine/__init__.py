@@ -1,0 +1,1 @@
+"""blockfill's engine: from (text, cursor) to fill-in-the-middle completions. Knows nothing of LSP."""
