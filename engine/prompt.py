@@ -1,0 +1,116 @@
+"""Fill-in-the-middle prompts: which token ids the encoder sees, at which positions, and where the canvas sits.
+
+One function serves training and inference so the two can never drift apart. The layout is a per-model choice
+recorded in the checkpoint's config (`blockfill_fim_layout`):
+
+- `suffix_after_canvas`: `<bos> prefix` at positions 0..p-1, then `<fim_suffix> suffix` at positions *after* the
+  canvas (p+C, p+C+1, ...). The canvas itself is decoded at positions p..p+C-1, so under RoPE the model sees the
+  hole exactly where it is in the file. Learned far faster than FIM text in a small from-scratch comparison.
+- `fim_text`: PSM FIM text with the tokenizer's FIM tokens, positions contiguous, canvas right after
+  `<fim_middle>`: what a checkpoint trained on FIM text (or a chat checkpoint given FIM tokens) expects.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from engine.errors import ModelLoadError
+
+# Spellings of the FIM special tokens across tokenizers, ours first.
+_FIM_NAMES = {
+    "fim_prefix": ("<fim_prefix>", "<|fim_prefix|>"),
+    "fim_middle": ("<fim_middle>", "<|fim_middle|>"),
+    "fim_suffix": ("<fim_suffix>", "<|fim_suffix|>"),
+}
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the tokens the prompt and the canvas are built from."""
+
+    pad: int
+    eos: int
+    bos: int | None
+    fim_prefix: int | None
+    fim_middle: int | None
+    fim_suffix: int | None
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase) -> "SpecialTokens":
+        vocab = tokenizer.get_vocab()
+        fim = {key: next((vocab[n] for n in names if n in vocab), None) for key, names in _FIM_NAMES.items()}
+        if tokenizer.eos_token_id is None:
+            raise ModelLoadError("the tokenizer has no end-of-sequence token, so a middle cannot end")
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return cls(pad=pad, eos=tokenizer.eos_token_id, bos=tokenizer.bos_token_id, **fim)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Encoder input for one request. Lists, not tensors: batching pads them."""
+
+    input_ids: list[int]
+    position_ids: list[int]
+    canvas_start: int  # RoPE position of the canvas's first token
+
+
+def build_prompt(
+    prefix_ids: list[int], suffix_ids: list[int], canvas_length: int, layout: str, special: SpecialTokens
+) -> Prompt:
+    """Lay out already-tokenized prefix and suffix for a canvas of `canvas_length` tokens."""
+    head = [special.bos] if special.bos is not None else []
+    if layout == "suffix_after_canvas":
+        if special.fim_suffix is None:
+            raise ModelLoadError("layout 'suffix_after_canvas' needs a <fim_suffix> token in the tokenizer")
+        before = head + prefix_ids
+        after = [special.fim_suffix] + suffix_ids
+        canvas_start = len(before)
+        positions = list(range(canvas_start)) + list(
+            range(canvas_start + canvas_length, canvas_start + canvas_length + len(after))
+        )
+        return Prompt(before + after, positions, canvas_start)
+    if layout == "fim_text":
+        if None in (special.fim_prefix, special.fim_middle, special.fim_suffix):
+            raise ModelLoadError("layout 'fim_text' needs <fim_prefix>, <fim_suffix> and <fim_middle> tokens")
+        ids = head + [special.fim_prefix, *prefix_ids, special.fim_suffix, *suffix_ids, special.fim_middle]
+        return Prompt(ids, list(range(len(ids))), len(ids))
+    raise ModelLoadError(f"unknown FIM layout {layout!r} in the model's config")
+
+
+def canvas_target(middle_ids: list[int], canvas_length: int, special: SpecialTokens) -> list[int]:
+    """What a perfect denoiser writes on the canvas: the middle, one EOS, then padding to the canvas's end."""
+    if len(middle_ids) >= canvas_length:
+        raise ValueError(f"a middle of {len(middle_ids)} tokens does not fit a {canvas_length}-token canvas")
+    return middle_ids + [special.eos] + [special.pad] * (canvas_length - len(middle_ids) - 1)
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """Left-padded prompts as tensors, ready for the encoder, plus the canvas positions for the decoder."""
+
+    input_ids: torch.Tensor  # [B, L] long
+    attention_mask: torch.Tensor  # [B, L] bool, False on padding
+    position_ids: torch.Tensor  # [B, L] long
+    canvas_position_ids: torch.Tensor  # [B, C] long
+
+
+def collate_prompts(
+    prompts: list[Prompt], canvas_length: int, pad_id: int, device: str = "cpu"
+) -> PromptBatch:
+    """Left-pad so every row's last prompt token is at the same index (padding is masked, so it changes nothing)."""
+    width = max(len(p.input_ids) for p in prompts)
+    ids, mask, pos = [], [], []
+    for p in prompts:
+        gap = width - len(p.input_ids)
+        ids.append([pad_id] * gap + p.input_ids)
+        mask.append([False] * gap + [True] * len(p.input_ids))
+        pos.append([0] * gap + p.position_ids)
+    starts = torch.tensor([p.canvas_start for p in prompts], device=device)
+    canvas_pos = starts[:, None] + torch.arange(canvas_length, device=device)[None, :]
+    return PromptBatch(
+        input_ids=torch.tensor(ids, device=device),
+        attention_mask=torch.tensor(mask, device=device),
+        position_ids=torch.tensor(pos, device=device),
+        canvas_position_ids=canvas_pos,
+    )

@@ -1,0 +1,1 @@
+"""Tokenizer and model training for blockfill-tiny. Never imported when serving completions."""

@@ -1,0 +1,276 @@
+"""Train a DiffusionGemma-architecture model from scratch on fill-in-the-middle code (`blockfill train`).
+
+Each step: encode `<bos> prefix <fim_suffix> suffix` (suffix at positions after the canvas), corrupt the canvas
+target (middle, EOS, padding) with uniform random tokens at a random rate, and predict the clean canvas. Two
+losses share one set of weights: cross-entropy on the canvas, and next-token cross-entropy on the encoder's own
+hidden states, which gives a dense language-modelling signal on every prompt token at almost no extra cost.
+Self-conditioning: on about half the rows the decoder first runs without gradient and its logits are fed back.
+"""
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import DiffusionGemmaForBlockDiffusion, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicCache
+
+from engine.models.configs import ARCHITECTURES, build_config
+from engine.prompt import PromptBatch, SpecialTokens, build_prompt, canvas_target, collate_prompts
+from engine.training.corpus import collect_sources, is_validation, read_texts
+from engine.training.examples import FimExample, sample_example
+from engine.training.tokenizer import save_tokenizer, train_tokenizer
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/blockfill-tiny"  # checkpoints, tokenizer and logs; `--resume` continues from here
+    architecture: str = "blockfill-tiny"  # a key of engine.models.configs.ARCHITECTURES
+    vocab_size: int = 4096  # BPE vocabulary, special tokens included
+    tokenizer_sample_mb: int = 12  # MB of training text the tokenizer learns from
+    steps: int = 1200  # optimizer steps
+    batch_size: int = 16  # rows a step
+    lr: float = 2e-3  # peak learning rate (AdamW), after `warmup` steps, cosine to 10 % by `steps`
+    warmup: int = 100
+    weight_decay: float = 0.05
+    canvas_lengths: list[int] = field(default_factory=lambda: [16, 32, 64])  # one is drawn per step
+    max_prefix_tokens: int = 256  # prompt budget before the hole
+    max_suffix_tokens: int = 64  # and after it
+    ar_loss_weight: float = 0.5  # weight of the encoder's next-token loss
+    self_conditioning_rate: float = 0.5  # share of rows that get the previous prediction fed back
+    eval_every: int = 200  # steps between validation losses
+    eval_batches: int = 8
+    save_every: int = 50  # steps between checkpoints
+    seed: int = 0
+    device: str = "auto"  # "auto": CUDA where present, else CPU
+
+
+@dataclass(frozen=True)
+class TrainBatch:
+    prompt: PromptBatch
+    target: torch.Tensor  # [B, C] clean canvas: middle, EOS, padding
+
+
+def collate_examples(
+    examples: list[FimExample], canvas_length: int, special: SpecialTokens, layout: str, device: str
+) -> TrainBatch:
+    prompts = [build_prompt(e.prefix_ids, e.suffix_ids, canvas_length, layout, special) for e in examples]
+    targets = [canvas_target(e.middle_ids, canvas_length, special) for e in examples]
+    return TrainBatch(
+        prompt=collate_prompts(prompts, canvas_length, special.pad, device),
+        target=torch.tensor(targets, device=device),
+    )
+
+
+def _softcapped_logits(model: DiffusionGemmaForBlockDiffusion, hidden: torch.Tensor) -> torch.Tensor:
+    cap = model.final_logit_softcapping
+    return torch.tanh(model.lm_head(hidden).float() / cap) * cap
+
+
+def fim_loss(
+    model: DiffusionGemmaForBlockDiffusion,
+    batch: TrainBatch,
+    generator: torch.Generator,
+    ar_loss_weight: float,
+    self_conditioning_rate: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training objective for one batch; returns the loss and its parts for logging."""
+    p = batch.prompt
+    bsz, canvas_length = batch.target.shape
+    vocab = model.config.text_config.vocab_size
+    device = batch.target.device
+    cache = DynamicCache(config=model.config.text_config)
+    encoded = model.model.encoder(
+        input_ids=p.input_ids,
+        attention_mask=p.attention_mask,
+        position_ids=p.position_ids,
+        past_key_values=cache,
+    )
+    # Next-token loss where the next token really is the next position (not across the jump to the suffix).
+    ar_logits = _softcapped_logits(model, encoded.last_hidden_state[:, :-1])  # [B, L-1, V]
+    follows = (
+        (p.position_ids[:, 1:] == p.position_ids[:, :-1] + 1)
+        & p.attention_mask[:, 1:]
+        & p.attention_mask[:, :-1]
+    )
+    ar_targets = p.input_ids[:, 1:].masked_fill(~follows, -100)
+    ar_loss = F.cross_entropy(ar_logits.flatten(0, 1), ar_targets.flatten(), ignore_index=-100)
+
+    noise_rate = torch.rand(bsz, 1, device=device, generator=generator)  # [B, 1]
+    corrupt = torch.rand(bsz, canvas_length, device=device, generator=generator) < noise_rate  # [B, C]
+    random_tokens = torch.randint(0, vocab, (bsz, canvas_length), device=device, generator=generator)
+    canvas = torch.where(corrupt, random_tokens, batch.target)  # [B, C]
+    decoder_mask = F.pad(p.attention_mask, (0, canvas_length), value=True)  # [B, L + C]
+    decode = dict(
+        past_key_values=cache,
+        decoder_input_ids=canvas,
+        decoder_position_ids=p.canvas_position_ids,
+        decoder_attention_mask=decoder_mask,
+    )
+    with torch.no_grad():
+        first_guess = model(**decode).logits  # [B, C, V]
+    use_guess = torch.rand(bsz, device=device, generator=generator) < self_conditioning_rate  # [B]
+    logits = model(**decode, self_conditioning_logits=first_guess, self_conditioning_mask=use_guess).logits
+    canvas_loss = F.cross_entropy(logits.flatten(0, 1), batch.target.flatten())
+    loss = canvas_loss + ar_loss_weight * ar_loss
+    return loss, {"canvas": canvas_loss.item(), "ar": ar_loss.item()}
+
+
+def _learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class ExampleStream:
+    """Random FIM batches from a list of texts, reproducible from a seed."""
+
+    def __init__(self, texts: list[str], tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig, seed: int):
+        self.texts, self.tokenizer, self.cfg = texts, tokenizer, cfg
+        self.rng = random.Random(seed)
+
+    def next_batch(self, special: SpecialTokens, layout: str, device: str) -> TrainBatch:
+        canvas_length = self.rng.choice(self.cfg.canvas_lengths)
+        examples: list[FimExample] = []
+        while len(examples) < self.cfg.batch_size:
+            example = sample_example(
+                self.rng.choice(self.texts),
+                self.tokenizer,
+                self.rng,
+                canvas_length,
+                self.cfg.max_prefix_tokens,
+                self.cfg.max_suffix_tokens,
+            )
+            if example is not None:
+                examples.append(example)
+        return collate_examples(examples, canvas_length, special, layout, device)
+
+
+@torch.no_grad()
+def validation_loss(
+    model, stream_texts, tokenizer, cfg: TrainConfig, special, layout, device
+) -> dict[str, float]:
+    """Mean losses over a fixed set of validation batches (same seed every time, so numbers compare)."""
+    model.eval()
+    stream = ExampleStream(stream_texts, tokenizer, cfg, seed=1234)
+    generator = torch.Generator(device=device).manual_seed(1234)
+    parts = [
+        fim_loss(model, stream.next_batch(special, layout, device), generator, cfg.ar_loss_weight, 0.5)[1]
+        for _ in range(cfg.eval_batches)
+    ]
+    model.train()
+    return {key: sum(p[key] for p in parts) / len(parts) for key in parts[0]}
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train (or continue training) into `cfg.out_dir`; returns the directory. Checkpoints every `save_every`."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    sources = collect_sources()
+    paths = [f for s in sources for f in s.files]
+    train_texts = read_texts([f for f in paths if not is_validation(f)])
+    val_texts = read_texts([f for f in paths if is_validation(f)])
+    (out / "corpus.json").write_text(
+        json.dumps(
+            [
+                {"name": s.name, "version": s.version, "license": s.license, "files": len(s.files)}
+                for s in sources
+            ],
+            indent=1,
+        )
+    )
+
+    tokenizer_dir = out / "tokenizer"
+    if not (tokenizer_dir / "tokenizer.json").exists():
+        sample, size = [], 0
+        for text in random.Random(cfg.seed).sample(train_texts, len(train_texts)):
+            sample.append(text)
+            size += len(text)
+            if size > cfg.tokenizer_sample_mb * 1_000_000:
+                break
+        save_tokenizer(train_tokenizer(sample, cfg.vocab_size), tokenizer_dir)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    special = SpecialTokens.of(tokenizer)
+    config = build_config(
+        ARCHITECTURES[cfg.architecture],
+        len(tokenizer),
+        {"pad": special.pad, "eos": special.eos, "bos": special.bos},
+        canvas_length=max(cfg.canvas_lengths),
+    )
+    layout = config.blockfill_fim_layout
+    model = DiffusionGemmaForBlockDiffusion(config).to(device).train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+    )
+    start, history = 0, []
+    checkpoint_path = out / "last.pt"
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history = state["step"], state["history"]
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+
+    stream = ExampleStream(train_texts, tokenizer, cfg, seed=cfg.seed + start)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed + start)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
+    began = time.time()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(cfg, step)
+        batch = stream.next_batch(special, layout, device)
+        loss, parts = fim_loss(model, batch, generator, cfg.ar_loss_weight, cfg.self_conditioning_rate)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        bar.set_postfix(canvas=f"{parts['canvas']:.3f}", ar=f"{parts['ar']:.3f}")
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            val = validation_loss(model, val_texts, tokenizer, cfg, special, layout, device)
+            history.append(
+                {
+                    "step": done,
+                    "seconds": round(time.time() - began),
+                    **{f"val_{k}": v for k, v in val.items()},
+                }
+            )
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+            bar.write(
+                f"step {done}: validation canvas loss {val['canvas']:.4f}, encoder loss {val['ar']:.4f}"
+            )
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                    "history": history,
+                },
+                checkpoint_path,
+            )
+            model.config.save_pretrained(str(out))
+    return out
