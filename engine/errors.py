@@ -15,3 +15,7 @@ class InputError(BlockfillError):
 
 class Cancelled(BlockfillError):
     """Denoising was stopped between two steps because the caller no longer wants the result."""
+
+
+class ConfigError(BlockfillError):
+    """An unknown setting or a value of the wrong type: reported, never silently ignored."""

@@ -95,9 +95,7 @@ class PromptBatch:
     canvas_position_ids: torch.Tensor  # [B, C] long
 
 
-def collate_prompts(
-    prompts: list[Prompt], canvas_length: int, pad_id: int, device: str = "cpu"
-) -> PromptBatch:
+def collate_prompts(prompts: list[Prompt], canvas_length: int, pad_id: int, device: str = "cpu") -> PromptBatch:
     """Left-pad so every row's last prompt token is at the same index (padding is masked, so it changes nothing)."""
     width = max(len(p.input_ids) for p in prompts)
     ids, mask, pos = [], [], []

@@ -58,9 +58,7 @@ def _licence(dist: importlib.metadata.Distribution) -> str:
     meta = dist.metadata
     classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if "License ::" in c]
     free_text = (meta.get("License") or "").strip().splitlines()
-    text = (
-        meta.get("License-Expression") or "; ".join(classifiers) or (free_text[0] if free_text else "unknown")
-    )
+    text = meta.get("License-Expression") or "; ".join(classifiers) or (free_text[0] if free_text else "unknown")
     return text.strip()[:80]
 
 

@@ -62,7 +62,9 @@ def sample_example(
         # ~4 characters a token is generous for code, so these windows always hold the token budgets.
         prefix = text[max(0, start - 4 * max_prefix_tokens) : start]
         suffix = text[end : end + 4 * max_suffix_tokens]
-        prefix_ids, middle_ids, suffix_ids = tokenizer([prefix, text[start:end], suffix])["input_ids"]
+        prefix_ids, middle_ids, suffix_ids = tokenizer([prefix, text[start:end], suffix], add_special_tokens=False)[
+            "input_ids"
+        ]
         if len(middle_ids) < canvas_length:
             return FimExample(prefix_ids[-max_prefix_tokens:], middle_ids, suffix_ids[:max_suffix_tokens])
     return None

@@ -94,11 +94,7 @@ def fim_loss(
     )
     # Next-token loss where the next token really is the next position (not across the jump to the suffix).
     ar_logits = _softcapped_logits(model, encoded.last_hidden_state[:, :-1])  # [B, L-1, V]
-    follows = (
-        (p.position_ids[:, 1:] == p.position_ids[:, :-1] + 1)
-        & p.attention_mask[:, 1:]
-        & p.attention_mask[:, :-1]
-    )
+    follows = (p.position_ids[:, 1:] == p.position_ids[:, :-1] + 1) & p.attention_mask[:, 1:] & p.attention_mask[:, :-1]
     ar_targets = p.input_ids[:, 1:].masked_fill(~follows, -100)
     ar_loss = F.cross_entropy(ar_logits.flatten(0, 1), ar_targets.flatten(), ignore_index=-100)
 
@@ -154,9 +150,7 @@ class ExampleStream:
 
 
 @torch.no_grad()
-def validation_loss(
-    model, stream_texts, tokenizer, cfg: TrainConfig, special, layout, device
-) -> dict[str, float]:
+def validation_loss(model, stream_texts, tokenizer, cfg: TrainConfig, special, layout, device) -> dict[str, float]:
     """Mean losses over a fixed set of validation batches (same seed every time, so numbers compare)."""
     model.eval()
     stream = ExampleStream(stream_texts, tokenizer, cfg, seed=1234)
@@ -193,10 +187,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
     val_texts = read_texts([f for f in paths if is_validation(f)])
     (out / "corpus.json").write_text(
         json.dumps(
-            [
-                {"name": s.name, "version": s.version, "license": s.license, "files": len(s.files)}
-                for s in sources
-            ],
+            [{"name": s.name, "version": s.version, "license": s.license, "files": len(s.files)} for s in sources],
             indent=1,
         )
     )
@@ -222,9 +213,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
     )
     layout = config.blockfill_fim_layout
     model = DiffusionGemmaForBlockDiffusion(config).to(device).train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     start, history = 0, []
     checkpoint_path = out / "last.pt"
     if resume and checkpoint_path.exists():
@@ -259,9 +248,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
                 }
             )
             (out / "history.json").write_text(json.dumps(history, indent=1))
-            bar.write(
-                f"step {done}: validation canvas loss {val['canvas']:.4f}, encoder loss {val['ar']:.4f}"
-            )
+            bar.write(f"step {done}: validation canvas loss {val['canvas']:.4f}, encoder loss {val['ar']:.4f}")
         if done % cfg.save_every == 0 or done == cfg.steps:
             _atomic_save(
                 {

@@ -1,0 +1,187 @@
+"""`blockfill`: headless infilling, training and export on the command line.
+
+blockfill infill --input tasks.jsonl[.gz] --output out.jsonl     JSON lines in, JSON lines out
+blockfill infill --input file.py                                  fill every <FILL> and print the file
+blockfill train [--resume]                                        train blockfill-tiny from scratch
+blockfill export --run runs/blockfill-tiny --to DIR               ship a run as a checkpoint
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from engine.batch import (
+    HOLE_MARKER,
+    BadLine,
+    ResumableJsonlWriter,
+    Task,
+    holes_as_tasks,
+    is_jsonl,
+    read_jsonl_tasks,
+    read_source,
+    split_holes,
+    write_atomically,
+)
+from engine.config import EngineConfig, parse_assignments, with_overrides
+from engine.errors import BlockfillError
+from engine.infill import Completion, Engine, InfillRequest
+
+
+def _explain(task: Task, completion: Completion) -> str:
+    c = completion.context
+    return (
+        f"[{task.task_id}] mode={c.mode} canvas={c.canvas_tokens} tokens; language={c.language}; "
+        f"prefix kept from char {c.prefix_start} ({c.prefix_tokens} tokens), suffix up to char {c.suffix_end} "
+        f"({c.suffix_tokens} tokens); {completion.steps} steps, {completion.seconds * 1000:.0f} ms; {c.reason}"
+        + "".join(f"\n  warning: {w}" for w in completion.warnings)
+    )
+
+
+def _run_tasks(engine: Engine, tasks: list[Task], batch_size: int, args, on_done) -> None:
+    bar = tqdm(total=len(tasks), desc="infilling", unit="task", disable=None, file=sys.stderr)
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start : start + batch_size]
+        requests = [InfillRequest(t.prefix, t.suffix, t.language, force=True) for t in chunk]
+        completions = engine.complete(requests, seeds=[args.seed] * len(chunk))
+        if args.explain:
+            for task, completion in zip(chunk, completions, strict=True):
+                bar.write(_explain(task, completion), file=sys.stderr)
+        on_done(chunk, completions)
+        bar.update(len(chunk))
+    bar.close()
+
+
+def cmd_infill(args: argparse.Namespace) -> int:
+    source, output = Path(args.input), Path(args.output) if args.output else None
+    if output is not None and output.resolve() == source.resolve():
+        raise BlockfillError("--output must not be the input file: blockfill never overwrites its input")
+    config = with_overrides({"model": args.model, "seed": args.seed, **parse_assignments(args.set or [])})
+    if not is_jsonl(source):
+        pieces = split_holes(read_source(source), args.hole_marker)
+        tasks = holes_as_tasks(pieces, source.name, args.language or source.suffix.lstrip(".") or None)
+        engine = Engine(config)
+        filled: dict[str, str] = {}
+        _run_tasks(
+            engine,
+            tasks,
+            args.batch_size,
+            args,
+            lambda ts, cs: filled.update({t.task_id: c.text for t, c in zip(ts, cs, strict=True)}),
+        )
+        text = pieces[0] + "".join(filled[t.task_id] + piece for t, piece in zip(tasks, pieces[1:], strict=True))
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            write_atomically(output, text)
+        return 0
+
+    bad: list[BadLine] = []
+    tasks = []
+    for item in read_jsonl_tasks(source, args.language):
+        if isinstance(item, BadLine):
+            bad.append(item)
+            print(f"{source}:{item.line_number}: skipped: {item.problem}", file=sys.stderr)
+        else:
+            tasks.append(item)
+    writer = ResumableJsonlWriter(output, args.resume, args.overwrite) if output else None
+    if writer is not None:
+        tasks = [t for t in tasks if t.task_id not in writer.done_ids]
+    if args.limit is not None:
+        tasks = tasks[: args.limit]
+    began = time.perf_counter()
+
+    def emit(chunk: list[Task], completions: list[Completion]) -> None:
+        rows = [
+            {"task_id": t.task_id, "completion": c.text, "seconds": round(c.seconds, 4), "steps": c.steps}
+            for t, c in zip(chunk, completions, strict=True)
+        ]
+        if writer is None:
+            for row in rows:
+                print(json.dumps(row))
+        else:
+            writer.write(rows)
+
+    try:
+        if tasks:
+            _run_tasks(Engine(config), tasks, args.batch_size, args, emit)
+        if writer is not None:
+            writer.finish()
+    finally:
+        if writer is not None:
+            writer.close()
+    elapsed = time.perf_counter() - began
+    print(f"{len(tasks)} tasks completed in {elapsed:.1f} s; {len(bad)} bad input lines skipped", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.training.train import TrainConfig, run_training
+
+    overrides = parse_assignments(args.set or [])
+    config = TrainConfig(out_dir=args.out_dir)
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise BlockfillError(f"unknown training setting {key!r}")
+        current = getattr(config, key)
+        parsed = [int(v) for v in value.split(",")] if isinstance(current, list) else type(current)(value)
+        setattr(config, key, parsed)
+    run_training(config, resume=args.resume)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.training.export import export_checkpoint
+
+    print(export_checkpoint(Path(args.run), Path(args.to)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blockfill", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    infill = sub.add_parser("infill", help="fill holes in JSON-lines tasks or in source files")
+    infill.add_argument("--input", required=True, help=".jsonl / .jsonl.gz tasks, or a source file with hole markers")
+    infill.add_argument("--output", help="where to write (JSON lines, or the filled file); default: stdout")
+    infill.add_argument("--limit", type=int, help="complete at most this many tasks")
+    infill.add_argument("--batch-size", type=int, default=8, help="tasks denoised together (default 8)")
+    infill.add_argument("--resume", action="store_true", help="skip task ids already in --output and append")
+    infill.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    infill.add_argument("--model", default=EngineConfig.model, help="'embedded', a checkpoint directory or a hub id")
+    infill.add_argument("--seed", type=int, default=0)
+    infill.add_argument("--language", help="language of tasks that name none (default: from the file extension)")
+    infill.add_argument("--hole-marker", default=HOLE_MARKER, help=f"marker in source files (default {HOLE_MARKER})")
+    infill.add_argument("--explain", action="store_true", help="print the context each completion used, to stderr")
+    infill.add_argument("--set", action="append", metavar="KEY=VALUE", help="engine setting, e.g. max_steps=8")
+    infill.set_defaults(run=cmd_infill)
+    train = sub.add_parser("train", help="train a DiffusionGemma-architecture model from scratch")
+    train.add_argument("--out-dir", default="runs/blockfill-tiny")
+    train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="training setting, e.g. steps=2000")
+    train.set_defaults(run=cmd_train)
+    export = sub.add_parser("export", help="write a training run as a checkpoint directory")
+    export.add_argument("--run", default="runs/blockfill-tiny")
+    export.add_argument("--to", required=True)
+    export.set_defaults(run=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BlockfillError as err:
+        print(f"blockfill: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("blockfill: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

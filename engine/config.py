@@ -1,0 +1,77 @@
+"""The one engine configuration. CLI flags, LSP initializationOptions and didChangeConfiguration all map onto it.
+
+Overrides come as a mapping or as `key=value` strings; unknown keys and values of the wrong type are errors
+(nanoGPT's configurator habit, without `exec`).
+"""
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = "embedded"  # "embedded", a local checkpoint directory, or a hub id (local cache only by default)
+    device: str = "auto"  # "auto" (CUDA where present), "cpu", "cuda", "cuda:1", ...
+    allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (all cores)
+    seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
+    max_steps: int = 16  # denoising steps at most per canvas
+    entropy_bound: float = 0.1  # entropy-bound sampler: how much uncertainty one step may accept
+    t_max: float = 0.8  # temperature at the first denoising step
+    t_min: float = 0.4  # temperature at the last
+    confidence_threshold: float = 0.005  # adaptive stop: mean entropy under this (and a stable canvas)
+    max_prefix_tokens: int = 768  # context before the cursor (capped by what the model was trained on)
+    max_suffix_tokens: int = 256  # context after the cursor (likewise capped)
+    line_canvas: int = 24  # canvas tokens for a rest-of-line completion
+    block_canvas: int = 128  # canvas tokens for a block completion (capped by the model's largest canvas)
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    """Accept the field's own type, or a string that parses as it (from the command line)."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(value, str):
+        return value
+    raise ConfigError(f"setting {name!r} must be {kind.__name__}, got {value!r}")
+
+
+def with_overrides(overrides: Mapping[str, Any], base: EngineConfig | None = None) -> EngineConfig:
+    """`base` (default: the defaults) with `overrides` applied; raises ConfigError naming every bad key."""
+    base = base or EngineConfig()
+    fields = {f.name: f for f in dataclasses.fields(EngineConfig)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    values = {k: _coerce(k, fields[k].type, v) for k, v in overrides.items()}
+    return dataclasses.replace(base, **values)
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    """`["max_steps=8", "device=cpu"]` -> `{"max_steps": "8", "device": "cpu"}`."""
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {item!r}")
+        parsed[key.strip()] = value
+    return parsed

@@ -1,0 +1,143 @@
+"""Block diffusion on the model's forward: encoder prefill once, then a few parallel denoising steps.
+
+Written on `DiffusionGemmaForBlockDiffusion.forward` rather than its `generate()` so that each request gets its
+own canvas size and positions, finished rows leave the batch, a caller can cancel between steps, and the
+per-step sampler stays lean (the stock one costs as much as a small model's step on CPU). transformers'
+`generate()` remains the reference the benchmarks compare against.
+
+Per step: decode the canvas -> temperature-scaled logits -> a sample and the argmax per position -> accept the
+lowest-entropy positions whose summed entropy (less the largest) stays under the bound -> renoise the rest with
+uniform random tokens. A row stops when its argmax canvas is stable and its mean entropy is below a threshold.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DiffusionGemmaForBlockDiffusion
+from transformers.cache_utils import DynamicCache
+
+from engine.errors import Cancelled
+from engine.prompt import PromptBatch
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    max_steps: int = 16  # denoising steps at most; adaptive stopping usually ends sooner
+    entropy_bound: float = 0.1  # summed entropy (nats) of the positions accepted in one step, less the largest
+    t_max: float = 0.8  # temperature at the first step, falling linearly...
+    t_min: float = 0.4  # ...to this at the last
+    stability_steps: int = 1  # the argmax canvas must be unchanged this many steps to stop
+    confidence_threshold: float = 0.005  # and its mean per-position entropy below this
+    sample: bool = False  # False: accept argmax tokens (deterministic); True: sample (alternatives for cycling)
+
+
+@dataclass(frozen=True)
+class DenoiseResult:
+    tokens: torch.Tensor  # [B, C] final argmax canvas
+    steps: list[int]  # denoising steps each row took
+    confidence: list[float]  # mean max-probability over each row's canvas at its last step
+
+
+def _temperature(settings: DenoiseSettings, step: int) -> float:
+    remaining = settings.max_steps - step  # counts down to 1, as in the reference schedule
+    return settings.t_min + (settings.t_max - settings.t_min) * remaining / settings.max_steps
+
+
+def _uniform_canvas(generators: list[torch.Generator], length: int, vocab: int, device) -> torch.Tensor:
+    # One generator per row: a request's tokens do not depend on what else shares its batch.
+    return torch.stack([torch.randint(0, vocab, (length,), generator=g, device=device) for g in generators])
+
+
+def _sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """Inverse-CDF sampling, one uniform draw per position: cheaper than multinomial over [B*C, V]."""
+    bsz, length, _ = probs.shape
+    draws = torch.stack([torch.rand(length, 1, generator=g, device=probs.device) for g in generators])  # [B, C, 1]
+    cdf = probs.cumsum(-1)  # [B, C, V]
+    return torch.searchsorted(cdf, draws * cdf[..., -1:]).squeeze(-1).clamp_(max=probs.shape[-1] - 1)  # [B, C]
+
+
+def _accept_mask(entropy: torch.Tensor, bound: float) -> torch.Tensor:
+    """Entropy-bound acceptance: the k lowest-entropy positions with sum(entropy) - max(entropy) <= bound."""
+    sorted_entropy, order = entropy.sort(dim=-1)  # [B, C]
+    keep_sorted = sorted_entropy.cumsum(-1) - sorted_entropy <= bound  # always keeps at least one position
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # [B, C]
+
+
+@torch.inference_mode()
+def denoise(
+    model: DiffusionGemmaForBlockDiffusion,
+    batch: PromptBatch,
+    settings: DenoiseSettings,
+    seeds: list[int],
+    should_stop: Callable[[], bool] | None = None,
+) -> DenoiseResult:
+    """Fill one canvas per prompt row. Raises Cancelled if `should_stop()` turns true between two steps."""
+    device = batch.input_ids.device
+    bsz, canvas_length = batch.canvas_position_ids.shape
+    vocab = model.config.text_config.vocab_size
+    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+    cache = DynamicCache(config=model.config.text_config)
+    model.model.encoder(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        past_key_values=cache,
+    )
+    decoder_mask = F.pad(batch.attention_mask, (0, canvas_length), value=True)  # [B, L + C]
+
+    active = list(range(bsz))  # rows still denoising, in batch order
+    canvas = _uniform_canvas(generators, canvas_length, vocab, device)  # [b, C] for the active rows
+    positions = batch.canvas_position_ids  # [b, C]
+    previous_logits: torch.Tensor | None = None  # [b, C, V] self-conditioning input
+    previous_argmax = torch.full_like(canvas, -1)
+    stable_for = torch.zeros(bsz, dtype=torch.long, device=device)
+    final_tokens = torch.empty(bsz, canvas_length, dtype=torch.long, device=device)
+    steps, confidence = [settings.max_steps] * bsz, [0.0] * bsz
+
+    for step in range(settings.max_steps):
+        if should_stop is not None and should_stop():
+            raise Cancelled("denoising cancelled")
+        logits = model(
+            past_key_values=cache,
+            decoder_input_ids=canvas,
+            decoder_position_ids=positions,
+            decoder_attention_mask=decoder_mask,
+            self_conditioning_logits=previous_logits,
+        ).logits  # [b, C, V] float32
+        scaled = logits / _temperature(settings, step)
+        log_probs = scaled.log_softmax(-1)  # [b, C, V]
+        probs = log_probs.exp()
+        entropy = -(probs * log_probs).sum(-1)  # [b, C]
+        argmax = scaled.argmax(-1)  # [b, C]
+        proposal = _sample_rows(probs, [generators[i] for i in active]) if settings.sample else argmax
+        accepted = _accept_mask(entropy, settings.entropy_bound)
+        noise = _uniform_canvas([generators[i] for i in active], canvas_length, vocab, device)
+        canvas = torch.where(accepted, proposal, noise)  # [b, C]
+        previous_logits = scaled
+
+        same = (argmax == previous_argmax).all(-1)  # [b]
+        stable_for = torch.where(same, stable_for + 1, torch.zeros_like(stable_for))
+        done = (stable_for >= settings.stability_steps) & (entropy.mean(-1) < settings.confidence_threshold)
+        if step == settings.max_steps - 1:
+            done[:] = True
+        previous_argmax = argmax
+        finished = done.nonzero().flatten().tolist()  # host sync: decides the next step's batch
+        if not finished:
+            continue
+        top_prob = probs.max(-1).values.mean(-1)  # [b]
+        for row in finished:
+            index = active[row]
+            final_tokens[index] = argmax[row]
+            steps[index] = step + 1
+            confidence[index] = float(top_prob[row])
+        keep = (~done).nonzero().flatten()
+        if keep.numel() == 0:
+            break
+        active = [active[i] for i in keep.tolist()]
+        cache.batch_select_indices(keep)
+        canvas, positions, previous_logits = canvas[keep], positions[keep], previous_logits[keep]
+        previous_argmax, stable_for, decoder_mask = previous_argmax[keep], stable_for[keep], decoder_mask[keep]
+    return DenoiseResult(tokens=final_tokens, steps=steps, confidence=confidence)

@@ -1,0 +1,140 @@
+"""The engine's public entry point: requests in, completions out, for the CLI, the server and the benchmarks.
+
+A request is the text before and after the hole. The engine decides the context and canvas (engine.context),
+lays out the prompt (engine.prompt), denoises requests that share a canvas size together (engine.denoise),
+and cleans and ranks what the model wrote (engine.postprocess).
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.config import EngineConfig
+from engine.context import ContextBudget, InfillContext, build_context
+from engine.denoise import DenoiseSettings, denoise
+from engine.errors import InputError
+from engine.models.loading import LoadedModel, load_model
+from engine.postprocess import Candidate, postprocess
+from engine.prompt import build_prompt, collate_prompts
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    prefix: str  # text before the hole
+    suffix: str  # text after it
+    language: str | None = None  # LSP language id or file extension; None: plain text
+    canvas_tokens: int | None = None  # force the canvas size (oracle-length evaluation); None: the engine decides
+    force: bool = False  # complete even where an editor would stay quiet (batch infilling names its holes)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # what to insert at the hole, after post-processing ("" when nothing is worth showing)
+    raw_text: str  # what the model wrote, cut at its end-of-sequence
+    steps: int  # denoising steps taken
+    seconds: float  # wall time of the denoising batch this request ran in, divided by its size
+    confidence: float  # mean max-probability over the canvas, 0..1
+    context: InfillContext
+    warnings: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Holds one loaded model; `complete()` is safe to call repeatedly (no per-call state survives)."""
+
+    def __init__(self, config: EngineConfig, loaded: LoadedModel | None = None):
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.config = config
+        self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
+        limits = self.loaded.limits
+        self.budget = ContextBudget(
+            max_prefix_tokens=min(config.max_prefix_tokens, limits.max_prefix_tokens),
+            max_suffix_tokens=min(config.max_suffix_tokens, limits.max_suffix_tokens),
+            line_canvas=min(config.line_canvas, limits.max_canvas),
+            block_canvas=min(config.block_canvas, limits.max_canvas),
+        )
+        self.settings = DenoiseSettings(
+            max_steps=config.max_steps,
+            entropy_bound=config.entropy_bound,
+            t_max=config.t_max,
+            t_min=config.t_min,
+            confidence_threshold=config.confidence_threshold,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def _encode(self, text: str) -> list[int]:
+        return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def plan(self, request: InfillRequest) -> tuple[InfillContext, list[str]]:
+        """The context the engine would use for `request`: mode, canvas size and cut points (`--explain`)."""
+        if "\x00" in request.prefix or "\x00" in request.suffix:
+            raise InputError("the text contains NUL bytes: a binary file cannot be completed")
+        text = request.prefix + request.suffix
+        context, warnings = build_context(text, len(request.prefix), request.language, self.count_tokens, self.budget)
+        if context.mode == "skip" and request.force:
+            context = dataclasses.replace(context, mode="line", canvas_tokens=self.budget.line_canvas)
+        if request.canvas_tokens is not None:
+            canvas = max(2, min(request.canvas_tokens, self.loaded.limits.max_canvas))
+            context = dataclasses.replace(context, canvas_tokens=canvas)
+        return context, warnings
+
+    def complete(
+        self,
+        requests: list[InfillRequest],
+        seeds: list[int] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Completion]:
+        """Complete every request; those sharing a canvas size share denoising steps. Order is kept."""
+        seeds = seeds if seeds is not None else [self.config.seed] * len(requests)
+        plans = [self.plan(r) for r in requests]
+        results: list[Completion | None] = [None] * len(requests)
+        groups: dict[int, list[int]] = {}
+        for index, (context, warnings) in enumerate(plans):
+            if context.mode == "skip":
+                results[index] = Completion("", "", 0, 0.0, 0.0, context, warnings)
+            else:
+                groups.setdefault(context.canvas_tokens, []).append(index)
+        for canvas, members in groups.items():
+            for index, completion in zip(
+                members, self._denoise_group(canvas, members, plans, seeds, should_stop), strict=True
+            ):
+                results[index] = completion
+        return [r for r in results if r is not None]
+
+    def _denoise_group(self, canvas, members, plans, seeds, should_stop) -> list[Completion]:
+        loaded = self.loaded
+        prompts = [
+            build_prompt(
+                self._encode(plans[i][0].prefix)[-self.budget.max_prefix_tokens :],
+                self._encode(plans[i][0].suffix)[: self.budget.max_suffix_tokens],
+                canvas,
+                loaded.layout,
+                loaded.special,
+            )
+            for i in members
+        ]
+        began = time.perf_counter()
+        batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
+        result = denoise(loaded.model, batch, self.settings, [seeds[i] for i in members], should_stop)
+        seconds = (time.perf_counter() - began) / len(members)
+        completions = []
+        for row, index in enumerate(members):
+            context, warnings = plans[index]
+            raw = self._decode_middle(result.tokens[row].tolist())
+            ranked = postprocess([Candidate(text=raw, score=result.confidence[row])], context)
+            text = ranked[0].text if ranked else ""
+            completions.append(
+                Completion(text, raw, result.steps[row], seconds, result.confidence[row], context, warnings)
+            )
+        return completions
+
+    def _decode_middle(self, tokens: list[int]) -> str:
+        """The canvas up to its first EOS (or padding): the middle the model proposes."""
+        special = self.loaded.special
+        end = next((i for i, t in enumerate(tokens) if t in (special.eos, special.pad)), len(tokens))
+        return self.loaded.tokenizer.decode(tokens[:end], skip_special_tokens=True)

@@ -1,0 +1,73 @@
+"""Turn a training run into a shippable checkpoint: fp16 safetensors, tokenizer, config with limits, model card.
+
+fp16 halves the file (the engine loads it back as fp32 on CPU); the context limits the model was trained with
+go into its config so the engine never asks it for more.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+
+
+def export_checkpoint(run_dir: Path, destination: Path) -> Path:
+    config = DiffusionGemmaConfig.from_pretrained(str(run_dir))
+    train_cfg = json.loads((run_dir / "train_config.json").read_text())
+    state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    config.blockfill_max_prefix_tokens = train_cfg["max_prefix_tokens"]
+    config.blockfill_max_suffix_tokens = train_cfg["max_suffix_tokens"]
+    config.blockfill_max_canvas = max(train_cfg["canvas_lengths"])
+    model = DiffusionGemmaForBlockDiffusion(config)
+    model.load_state_dict(state["model"])
+    destination.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(str(destination))
+    AutoTokenizer.from_pretrained(str(run_dir / "tokenizer")).save_pretrained(str(destination))
+    (destination / "MODEL_CARD.md").write_text(model_card(run_dir, model, state, train_cfg))
+    return destination
+
+
+def model_card(run_dir: Path, model: DiffusionGemmaForBlockDiffusion, state: dict, train_cfg: dict) -> str:
+    corpus = json.loads((run_dir / "corpus.json").read_text())
+    history = state["history"]
+    last = history[-1] if history else {}
+    params = sum(p.numel() for p in model.parameters())
+    arch = model.config.blockfill_architecture
+    rows = "\n".join(f"| {c['name']} | {c['version']} | {c['license']} | {c['files']} |" for c in corpus)
+    curve = "\n".join(f"| {h['step']} | {h['seconds']} | {h['val_canvas']:.4f} | {h['val_ar']:.4f} |" for h in history)
+    return f"""# blockfill-tiny
+
+A {params / 1e6:.1f}M-parameter DiffusionGemma-architecture block-diffusion model for fill-in-the-middle code
+completion, trained from scratch by `blockfill train` (engine/training/) on a 2-core CPU. It is the embedded
+default: small enough for a laptop CPU, and the proof that the training recipe and FIM layout work. It writes
+plausible-looking Python; it is not yet good at it (see benchmarks/RESULTS.md for measured quality).
+
+## Architecture
+{json.dumps(arch)}; vocabulary {model.config.text_config.vocab_size} (byte-level BPE trained on the corpus, with
+`<pad> <eos> <bos> <fim_prefix> <fim_middle> <fim_suffix>`); FIM layout `{model.config.blockfill_fim_layout}`
+(prefix at positions before the canvas, suffix at positions after it); canvases of
+{train_cfg["canvas_lengths"]} tokens; context up to {train_cfg["max_prefix_tokens"]} prefix and
+{train_cfg["max_suffix_tokens"]} suffix tokens. Weights stored in fp16, run in fp32 on CPU.
+
+## Training
+{state["step"]} steps of {train_cfg["batch_size"]} FIM examples (AdamW, peak lr {train_cfg["lr"]}, cosine),
+spans: whole lines 50 %, rest of a line 25 %, random spans 20 %, empty middles 5 %. Loss: cross-entropy on the
+canvas (middle, EOS, padding) corrupted with uniform random tokens at a uniform random rate, self-conditioning on
+{train_cfg["self_conditioning_rate"]:.0%} of rows, plus {train_cfg["ar_loss_weight"]} x next-token loss on the
+encoder. Seed {train_cfg["seed"]}.
+
+Validation (about 1 file in 50, held out by a hash of its name; fixed batches):
+final canvas loss {last.get("val_canvas", float("nan")):.4f},
+encoder next-token loss {last.get("val_ar", float("nan")):.4f}.
+
+| step | seconds | validation canvas loss | validation encoder loss |
+|---|---|---|---|
+{curve}
+
+## Corpus
+Python sources only; never `../shared/data` (the benchmarks).
+
+| source | version | licence | files |
+|---|---|---|---|
+{rows}
+"""

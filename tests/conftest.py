@@ -1,0 +1,9 @@
+import pytest
+
+from tests.toy_model import train_toy_model
+
+
+@pytest.fixture(scope="session")
+def toy_checkpoint(tmp_path_factory):
+    """A real checkpoint directory of a micro model trained in seconds on the toy infilling task."""
+    return train_toy_model(tmp_path_factory.mktemp("toy-model"))
