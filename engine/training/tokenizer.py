@@ -32,6 +32,7 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
         bos_token="<bos>",
         additional_special_tokens=SPECIAL_TOKENS[3:],
         clean_up_tokenization_spaces=False,
+        split_special_tokens=True,  # source code that mentions "<pad>" is text, not a special token
     )
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     max_prefix_tokens: int = 256  # prompt budget before the hole
     max_suffix_tokens: int = 64  # and after it
     ar_loss_weight: float = 0.5  # weight of the encoder's next-token loss
+    padding_weight: float = 0.2  # canvas-loss weight of padding after the EOS: easy tokens that would swamp the middle
     self_conditioning_rate: float = 0.5  # share of rows that get the previous prediction fed back
     eval_every: int = 200  # steps between validation losses
     eval_batches: int = 8
@@ -79,6 +80,7 @@ def fim_loss(
     generator: torch.Generator,
     ar_loss_weight: float,
     self_conditioning_rate: float,
+    padding_weight: float = 0.2,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective for one batch; returns the loss and its parts for logging."""
     p = batch.prompt
@@ -113,7 +115,11 @@ def fim_loss(
         first_guess = model(**decode).logits  # [B, C, V]
     use_guess = torch.rand(bsz, device=device, generator=generator) < self_conditioning_rate  # [B]
     logits = model(**decode, self_conditioning_logits=first_guess, self_conditioning_mask=use_guess).logits
-    canvas_loss = F.cross_entropy(logits.flatten(0, 1), batch.target.flatten())
+    per_token = F.cross_entropy(logits.flatten(0, 1), batch.target.flatten(), reduction="none").view(bsz, -1)
+    # Padding is most of a canvas and trivial to predict; full weight would teach "stop at once" (the EOS trap).
+    after_eos = (batch.target == model.config.text_config.pad_token_id).cumsum(-1) > 0  # [B, C]
+    weights = torch.where(after_eos, padding_weight, 1.0)
+    canvas_loss = (per_token * weights).sum() / weights.sum()
     loss = canvas_loss + ar_loss_weight * ar_loss
     return loss, {"canvas": canvas_loss.item(), "ar": ar_loss.item()}
 
@@ -231,7 +237,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(cfg, step)
         batch = stream.next_batch(special, layout, device)
-        loss, parts = fim_loss(model, batch, generator, cfg.ar_loss_weight, cfg.self_conditioning_rate)
+        loss, parts = fim_loss(
+            model, batch, generator, cfg.ar_loss_weight, cfg.self_conditioning_rate, cfg.padding_weight
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
