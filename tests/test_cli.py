@@ -103,19 +103,19 @@ def test_output_may_not_be_the_input(toy_checkpoint, tasks_file, capsys):
 
 def test_source_file_holes_are_filled_and_printed(toy_checkpoint, tmp_path, capsys):
     source = tmp_path / "fill_me.py"
-    source.write_text("value = <FILL>\nassert value == 'juliet'\n")
+    source.write_text("value = <FILL>\njuliet = value\n")
     assert main(["infill", "--input", str(source), "--model", str(toy_checkpoint), "--explain"]) == 0
     captured = capsys.readouterr()
-    assert captured.out == "value = juliet\nassert value == 'juliet'\n"
+    assert captured.out == "value = juliet\njuliet = value\n"
     assert "mode=" in captured.err and "canvas=" in captured.err
-    assert source.read_text() == "value = <FILL>\nassert value == 'juliet'\n"
+    assert source.read_text() == "value = <FILL>\njuliet = value\n"
 
 
 def test_source_file_output_is_written_atomically(toy_checkpoint, tmp_path):
     source, out = tmp_path / "a.py", tmp_path / "b.py"
-    source.write_text("value = <FILL>\nassert value == 'echo'\n")
+    source.write_text("value = <FILL>\necho = value\n")
     assert main(["infill", "--input", str(source), "--output", str(out), "--model", str(toy_checkpoint)]) == 0
-    assert out.read_text() == "value = echo\nassert value == 'echo'\n"
+    assert out.read_text() == "value = echo\necho = value\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
@@ -140,7 +140,7 @@ def test_missing_model_is_a_message_not_a_traceback(tasks_file, tmp_path, capsys
 
 def test_console_script_runs(toy_checkpoint, tmp_path):
     source = tmp_path / "fill_me.py"
-    source.write_text("value = <FILL>\nassert value == 'hotel'\n")
+    source.write_text("value = <FILL>\nhotel = value\n")
     blockfill = subprocess.run(
         [sys.executable, "-m", "engine.cli", "infill", "--input", str(source), "--model", str(toy_checkpoint)],
         capture_output=True,
@@ -148,4 +148,4 @@ def test_console_script_runs(toy_checkpoint, tmp_path):
         timeout=120,
     )
     assert blockfill.returncode == 0, blockfill.stderr
-    assert blockfill.stdout == "value = hotel\nassert value == 'hotel'\n"
+    assert blockfill.stdout == "value = hotel\nhotel = value\n"

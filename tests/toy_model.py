@@ -1,7 +1,7 @@
 """A micro DiffusionGemma trained in seconds on a toy infilling task, with the project's real training code.
 
-The task: `<name>` is hidden in `value = <name>  # copy of <name>`-like lines where the hole comes *before* the
-only other occurrence, so the middle can be known from the suffix alone. A model that ignores the suffix scores
+The task: in `value = <name>` / `<name> = value` the first `<name>` is the hole and the second, in the suffix, is
+its only other occurrence, so the middle can be known from the suffix alone. A model that ignores the suffix scores
 about 1 in len(WORDS).
 """
 
@@ -23,7 +23,7 @@ CANVAS = 8
 
 def toy_texts(word: str) -> tuple[str, str, str]:
     """(prefix, middle, suffix): the middle is `word`, which appears again only in the suffix."""
-    return "value = ", word, f"\nassert value == '{word}'\n"
+    return "value = ", word, f"\n{word} = value\n"  # at a line start the word tokenizes as in the middle
 
 
 def train_toy_model(directory: Path, steps: int = 300, seed: int = 0) -> Path:
