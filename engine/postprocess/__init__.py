@@ -1,0 +1,47 @@
+"""Postprocessing: the order of the filters, then ranking. Each filter is in its own file; see base.py."""
+
+from engine.context import InfillContext
+from engine.postprocess.balance_brackets import balance_brackets
+from engine.postprocess.base import Candidate, Filter, PostprocessOptions
+from engine.postprocess.brackets import imbalance
+from engine.postprocess.check_syntax import check_syntax
+from engine.postprocess.drop_blank import drop_blank
+from engine.postprocess.drop_repetitive import drop_repetitive
+from engine.postprocess.drop_suffix_duplicate import drop_suffix_duplicate
+from engine.postprocess.limit_scope import limit_scope
+from engine.postprocess.normalize_indentation import normalize_indentation
+
+__all__ = ["Candidate", "Filter", "PostprocessOptions", "postprocess"]
+
+
+def postprocess(
+    candidates: list[Candidate],
+    ctx: InfillContext,
+    options: PostprocessOptions = PostprocessOptions(),  # noqa: B008 (frozen)
+) -> list[Candidate]:
+    """Filter each candidate, then rank: adds no syntax error, then joins the suffix cleanly, then score."""
+    filters: list[Filter] = [
+        drop_blank,
+        drop_repetitive,
+        limit_scope,
+        drop_suffix_duplicate,
+        balance_brackets,
+        normalize_indentation(options.tab_size, options.insert_spaces),
+        drop_blank,
+        check_syntax(),
+    ]
+    survivors = []
+    for candidate in candidates:
+        for apply in filters:
+            candidate = apply(candidate, ctx)
+            if not candidate.text:
+                break
+        else:
+            if not (options.drop_syntax_errors and (candidate.syntax_errors_added or 0) > 0):
+                survivors.append(candidate)
+    baseline = imbalance(ctx, "")
+    survivors.sort(key=lambda c: ((c.syntax_errors_added or 0) > 0, imbalance(ctx, c.text) > baseline, -c.score))
+    unique: dict[str, Candidate] = {}
+    for candidate in survivors:
+        unique.setdefault(candidate.text, candidate)
+    return list(unique.values())

@@ -1,0 +1,136 @@
+"""Each postprocess filter on its own, table-driven, on real contexts (`├…┤` marks the candidate)."""
+
+import pytest
+
+from engine.postprocess import Candidate, PostprocessOptions, postprocess
+from engine.postprocess.balance_brackets import balance_brackets
+from engine.postprocess.base import Filter
+from engine.postprocess.check_syntax import check_syntax
+from engine.postprocess.drop_blank import drop_blank
+from engine.postprocess.drop_repetitive import drop_repetitive
+from engine.postprocess.drop_suffix_duplicate import drop_suffix_duplicate
+from engine.postprocess.limit_scope import limit_scope
+from engine.postprocess.normalize_indentation import normalize_indentation
+from tests.markers import marked_context
+
+
+def _apply(apply: Filter, source: str) -> Candidate:
+    marked, ctx = marked_context(source)
+    assert marked.completion is not None
+    return apply(Candidate(marked.completion, 1.0), ctx)
+
+
+CASES = [
+    # drop_blank
+    (drop_blank, "python\nx = ├  \n\t┤\n", ""),
+    (drop_blank, "python\nx = ├1┤\n", "1"),
+    # drop_repetitive
+    (drop_repetitive, "python\ndef f():\n    ├x = 1\n    x = 1\n    x = 1\n    x = 1┤\n", "x = 1"),
+    (drop_repetitive, "python\nx = ├foo(foo(foo(foo(foo(foo(foo(foo(foo(┤\n", ""),
+    (drop_repetitive, "python\nx = ├[0, 0, 0, 0]┤\n", "[0, 0, 0, 0]"),
+    (
+        drop_repetitive,
+        "c\nint f() {\n  ├if (x) {\n    if (y) {\n    }\n  }┤\n}\n",
+        "if (x) {\n    if (y) {\n    }\n  }",
+    ),
+    # limit_scope
+    (limit_scope, "python\nx = ├1\ny = 2┤\n", "1"),
+    (
+        limit_scope,
+        "python\ndef f():\n    ├a = 1\n    return a\n\ndef g():\n    pass┤\n",
+        "a = 1\n    return a",
+    ),
+    (limit_scope, "python\ndef f():├\n    return 1\nprint(f())┤\n", "\n    return 1"),
+    (limit_scope, "javascript\nfunction f() {├\n  return 1;\n}\nf();┤\n", "\n  return 1;\n}"),
+    (
+        limit_scope,
+        "go\npackage main\nfunc f() {\n\t├x := 1\n\tif x > 0 {\n\t\tx++\n\t}\n}\nfunc g() {}┤\n",
+        "x := 1\n\tif x > 0 {\n\t\tx++\n\t}\n}",
+    ),
+    # drop_suffix_duplicate
+    (drop_suffix_duplicate, "python\nprint(├'hi')┤)\n", "'hi'"),
+    (drop_suffix_duplicate, "python\nx = foo├()┤)\n", "("),
+    (drop_suffix_duplicate, "python\ns = 'abc├def'┤'\n", "def"),
+    (drop_suffix_duplicate, "javascript\nfunction f() {\n  ├return 1;\n}┤\n}\n", "return 1;"),
+    (drop_suffix_duplicate, "python\ndef f(x):\n    ├y = x\n    return y┤\n    return y\n", "y = x"),
+    (drop_suffix_duplicate, "python\nx = [├1, 2]┤\n", "1, 2]"),
+    # balance_brackets
+    (balance_brackets, "python\nx = foo(├bar(1┤)\n", "bar(1)"),
+    (balance_brackets, "python\nx = ├[1, 2)┤\n", "[1, 2"),
+    (balance_brackets, "python\nx = ├[1, 2]]┤\n", "[1, 2]"),
+    (balance_brackets, "python\nx = ├'abc┤\n", "'abc'"),
+    (balance_brackets, "javascript\nif (x) ├{ y(┤\n", "{ y()"),
+    (balance_brackets, "rust\nfn f<'a>(x: &'a str) -> &'a str ├{ g(x┤\n", "{ g(x)"),
+    # normalize_indentation (file style from the context)
+    (
+        normalize_indentation(),
+        "python\ndef f():\n    x = 1\n    ├if x:\n\t\ty = 2┤\n",
+        "if x:\n        y = 2",
+    ),
+    (
+        normalize_indentation(),
+        "go\npackage main\nfunc f() {\n\tx := 1\n\t├if x {\n        x++\n    }┤\n}\n",
+        "if x {\n\t\tx++\n\t}",
+    ),
+    (
+        normalize_indentation(),
+        "python\ndef f():\n  x = 1\n  ├if x:\n    y = 2 # aligned\n     z┤\n",
+        "if x:\n    y = 2 # aligned\n     z",
+    ),
+    # normalize_indentation with LSP formattingOptions
+    (normalize_indentation(2, True), "python\ndef f():\n    ├if x:\n        y = 2┤\n", "if x:\n    y = 2"),
+    (normalize_indentation(4, False), "python\ndef f():\n    ├if x:\n        y = 2┤\n", "if x:\n\t\ty = 2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("apply", "source", "expected"), CASES, ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)]
+)
+def test_filter(apply: Filter, source: str, expected: str) -> None:
+    assert _apply(apply, source).text == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "added"),
+    [
+        ("python\ndef f(x):\n    ├return x + 1┤\n", 0),
+        ("python\ndef f(x):\n    ├return x +┤\n", 1),
+        ("python\ndef f(x):\n    return (x +├ 1)┤\n", -1),
+        ("javascript\nfunction f() {\n  ├if (x) {┤\n}\n", 1),
+        ("typescriptreact\nconst a = <div>├{x}┤</div>;\n", 0),
+        ("go\npackage main\nfunc f() int {\n\t├return 1┤\n}\n", 0),
+        ("rust\nfn f() -> i32 {\n    ├1 +┤\n}\n", 1),
+        ("java\nclass A {\n  int f() {\n    ├return 1;┤\n  }\n}\n", 0),
+        ("c\nint f(void) {\n    ├return 1┤\n}\n", 1),
+        ("cpp\nint f() {\n  ├auto v = std::vector<int>{1, 2};┤\n}\n", 0),
+        ("plaintext\nanything ├goes(┤\n", None),
+    ],
+)
+def test_check_syntax_counts_errors_the_candidate_adds(source: str, added: int | None) -> None:
+    result = _apply(check_syntax(), source)
+    assert result.syntax_errors_added == added if added is None or added <= 0 else result.syntax_errors_added >= 1
+
+
+def test_postprocess_ranks_dedups_and_drops() -> None:
+    _, ctx = marked_context("python\ndef f(x):\n    ║\n")
+    candidates = [
+        Candidate("return x +", 0.9),  # adds a syntax error: ranked last despite the best score
+        Candidate("return x", 0.5),
+        Candidate("return x\n\ndef g():\n    pass", 0.7),  # cut by scope to "return x": a duplicate
+        Candidate("return [x", 0.8),  # closed by balance_brackets
+        Candidate("   ", 1.0),  # blank: dropped
+    ]
+    ranked = postprocess(candidates, ctx)
+    assert [(c.text, c.score) for c in ranked] == [
+        ("return [x]", 0.8),
+        ("return x", 0.7),
+        ("return x +", 0.9),
+    ]
+    options = PostprocessOptions(drop_syntax_errors=True)
+    assert [c.text for c in postprocess(candidates, ctx, options)] == ["return [x]", "return x"]
+
+
+def test_postprocess_ranks_a_clean_join_first_without_a_grammar() -> None:
+    _, ctx = marked_context("plaintext\nsay ║\n")
+    ranked = postprocess([Candidate("a {b", 0.9), Candidate("ab", 0.5)], ctx)
+    assert [c.text for c in ranked] == ["ab", "a {b"]
