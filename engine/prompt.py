@@ -7,7 +7,8 @@ recorded in the checkpoint's config (`blockfill_fim_layout`):
   canvas (p+C, p+C+1, ...). The canvas itself is decoded at positions p..p+C-1, so under RoPE the model sees the
   hole exactly where it is in the file. Learned far faster than FIM text in a small from-scratch comparison.
 - `fim_text`: PSM FIM text with the tokenizer's FIM tokens, positions contiguous, canvas right after
-  `<fim_middle>`: what a checkpoint trained on FIM text (or a chat checkpoint given FIM tokens) expects.
+  `<fim_middle>`: what a checkpoint trained on FIM text expects. A chat checkpoint whose tokenizer has no FIM
+  tokens gets an instruction instead, framed by its own chat template, and answers on the canvas.
 """
 
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ _FIM_NAMES = {
     "fim_middle": ("<fim_middle>", "<|fim_middle|>"),
     "fim_suffix": ("<fim_suffix>", "<|fim_suffix|>"),
 }
+_HOLE = "<HOLE>"
+_INSTRUCTION = f"Fill in the code at {_HOLE}. Reply with only the missing code, no explanation and no code fences.\n\n"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class SpecialTokens:
     fim_prefix: int | None
     fim_middle: int | None
     fim_suffix: int | None
+    # For chat checkpoints without FIM tokens: token ids before the prefix, between prefix and suffix, after it.
+    chat_frame: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
 
     @classmethod
     def of(cls, tokenizer: PreTrainedTokenizerBase) -> "SpecialTokens":
@@ -43,7 +48,19 @@ class SpecialTokens:
         if tokenizer.eos_token_id is None:
             raise ModelLoadError("the tokenizer has no end-of-sequence token, so a middle cannot end")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return cls(pad=pad, eos=tokenizer.eos_token_id, bos=tokenizer.bos_token_id, **fim)
+        frame = chat_frame(tokenizer) if None in fim.values() and tokenizer.chat_template else None
+        return cls(pad=pad, eos=tokenizer.eos_token_id, bos=tokenizer.bos_token_id, **fim, chat_frame=frame)
+
+
+def chat_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Render the chat template once around two sentinels and tokenize the three pieces between them."""
+    prefix_mark, suffix_mark = "\x00PREFIX\x00", "\x00SUFFIX\x00"
+    message = {"role": "user", "content": f"{_INSTRUCTION}{prefix_mark}{_HOLE}{suffix_mark}"}
+    rendered = tokenizer.apply_chat_template([message], tokenize=False, add_generation_prompt=True)
+    head, rest = rendered.split(prefix_mark)
+    middle, tail = rest.split(suffix_mark)
+    encode = lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return encode(head), encode(middle), encode(tail)
 
 
 @dataclass(frozen=True)
@@ -71,9 +88,13 @@ def build_prompt(
         )
         return Prompt(before + after, positions, canvas_start)
     if layout == "fim_text":
-        if None in (special.fim_prefix, special.fim_middle, special.fim_suffix):
-            raise ModelLoadError("layout 'fim_text' needs <fim_prefix>, <fim_suffix> and <fim_middle> tokens")
-        ids = head + [special.fim_prefix, *prefix_ids, special.fim_suffix, *suffix_ids, special.fim_middle]
+        if None not in (special.fim_prefix, special.fim_middle, special.fim_suffix):
+            ids = head + [special.fim_prefix, *prefix_ids, special.fim_suffix, *suffix_ids, special.fim_middle]
+        elif special.chat_frame is not None:
+            before, between, after = special.chat_frame
+            ids = [*before, *prefix_ids, *between, *suffix_ids, *after]
+        else:
+            raise ModelLoadError("layout 'fim_text' needs FIM tokens or a chat template in the tokenizer")
         return Prompt(ids, list(range(len(ids))), len(ids))
     raise ModelLoadError(f"unknown FIM layout {layout!r} in the model's config")
 
