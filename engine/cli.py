@@ -4,6 +4,7 @@ blockfill infill --input tasks.jsonl[.gz] --output out.jsonl     JSON lines in, 
 blockfill infill --input file.py                                  fill every <FILL> and print the file
 blockfill train [--resume]                                        train blockfill-tiny from scratch
 blockfill export --run runs/blockfill-tiny --to DIR               ship a run as a checkpoint
+blockfill serve [--tcp HOST:PORT] [--model M]                     the language server (lsp_server/cli.py)
 """
 
 import argparse

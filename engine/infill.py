@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tree_sitter import Tree
 
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
@@ -28,6 +29,7 @@ class InfillRequest:
     language: str | None = None  # LSP language id or file extension; None: plain text
     canvas_tokens: int | None = None  # force the canvas size (oracle-length evaluation); None: the engine decides
     force: bool = False  # complete even where an editor would stay quiet (batch infilling names its holes)
+    tree: Tree | None = None  # a parse of exactly prefix + suffix (an editor's live tree): saves a full parse
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ class Engine:
         if "\x00" in request.prefix or "\x00" in request.suffix:
             raise InputError("the text contains NUL bytes: a binary file cannot be completed")
         text = request.prefix + request.suffix
-        context, warnings = build_context(text, len(request.prefix), request.language, self.count_tokens, self.budget)
+        context, warnings = build_context(
+            text, len(request.prefix), request.language, self.count_tokens, self.budget, request.tree
+        )
         if context.mode == "skip" and request.force:
             context = dataclasses.replace(context, mode="line", canvas_tokens=self.budget.line_canvas)
         if request.canvas_tokens is not None:
