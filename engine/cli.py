@@ -159,23 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--hole-marker", default=HOLE_MARKER, help=f"marker in source files (default {HOLE_MARKER})")
     infill.add_argument("--explain", action="store_true", help="print the context each completion used, to stderr")
     infill.add_argument("--set", action="append", metavar="KEY=VALUE", help="engine setting, e.g. max_steps=8")
-    infill.set_defaults(run=cmd_infill)
+    infill.set_defaults(handler=cmd_infill)
     train = sub.add_parser("train", help="train a DiffusionGemma-architecture model from scratch")
     train.add_argument("--out-dir", default="runs/blockfill-tiny")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="training setting, e.g. steps=2000")
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(handler=cmd_train)
     export = sub.add_parser("export", help="write a training run as a checkpoint directory")
     export.add_argument("--run", default="runs/blockfill-tiny")
     export.add_argument("--to", required=True)
-    export.set_defaults(run=cmd_export)
+    export.set_defaults(handler=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except BlockfillError as err:
         print(f"blockfill: error: {err}", file=sys.stderr)
         return 2

@@ -149,3 +149,22 @@ def test_console_script_runs(toy_checkpoint, tmp_path):
     )
     assert blockfill.returncode == 0, blockfill.stderr
     assert blockfill.stdout == "value = hotel\nhotel = value\n"
+
+
+def test_export_writes_a_loadable_checkpoint_with_its_card(tmp_path, capsys):
+    """`blockfill export` on a two-step training run (the micro architecture on a few stdlib files)."""
+    from engine.models.loading import load_model
+    from engine.training.train import TrainConfig, run_training
+
+    run_dir = tmp_path / "run"
+    config = TrainConfig(
+        out_dir=str(run_dir), architecture="micro", vocab_size=400, tokenizer_sample_mb=1, steps=2,
+        batch_size=2, eval_every=2, eval_batches=1, save_every=2, canvas_lengths=[8],
+        max_prefix_tokens=32, max_suffix_tokens=16,
+    )  # fmt: skip
+    run_training(config, corpus_limit=40)
+    assert main(["export", "--run", str(run_dir), "--to", str(tmp_path / "model")]) == 0
+    loaded = load_model(str(tmp_path / "model"), device="cpu")
+    assert loaded.limits.max_canvas == 8 and loaded.limits.max_prefix_tokens == 32
+    card = (tmp_path / "model" / "MODEL_CARD.md").read_text()
+    assert "cpython-stdlib" in card and "| 2 |" in card

@@ -34,13 +34,14 @@ def model_card(run_dir: Path, model: DiffusionGemmaForBlockDiffusion, state: dic
     params = sum(p.numel() for p in model.parameters())
     arch = model.config.blockfill_architecture
     rows = "\n".join(f"| {c['name']} | {c['version']} | {c['license']} | {c['files']} |" for c in corpus)
-    curve = "\n".join(f"| {h['step']} | {h['seconds']} | {h['val_canvas']:.4f} | {h['val_ar']:.4f} |" for h in history)
+    curve = "\n".join(f"| {h['step']} | {h['val_canvas']:.4f} | {h['val_ar']:.4f} |" for h in history)
     return f"""# blockfill-tiny
 
 A {params / 1e6:.1f}M-parameter DiffusionGemma-architecture block-diffusion model for fill-in-the-middle code
 completion, trained from scratch by `blockfill train` (engine/training/) on a 2-core CPU. It is the embedded
-default: small enough for a laptop CPU, and the proof that the training recipe and FIM layout work. It writes
-plausible-looking Python; it is not yet good at it (see benchmarks/RESULTS.md for measured quality).
+default: small enough for a laptop CPU, and the proof that the training pipeline and FIM layout run end to end.
+Trained for only {state["step"]} steps, it has learned the shape of Python (indentation, line structure,
+common identifiers) but does not yet write correct code: measured quality is in benchmarks/RESULTS.md.
 
 ## Architecture
 {json.dumps(arch)}; vocabulary {model.config.text_config.vocab_size} (byte-level BPE trained on the corpus, with
@@ -60,8 +61,8 @@ Validation (about 1 file in 50, held out by a hash of its name; fixed batches):
 final canvas loss {last.get("val_canvas", float("nan")):.4f},
 encoder next-token loss {last.get("val_ar", float("nan")):.4f}.
 
-| step | seconds | validation canvas loss | validation encoder loss |
-|---|---|---|---|
+| step | validation canvas loss | validation encoder loss |
+|---|---|---|
 {curve}
 
 ## Corpus

@@ -181,14 +181,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train (or continue training) into `cfg.out_dir`; returns the directory. Checkpoints every `save_every`."""
+def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | None = None) -> Path:
+    """Train (or continue training) into `cfg.out_dir`; returns the directory. Checkpoints every `save_every`.
+
+    `corpus_limit` keeps only that many files of each source (quick runs in tests).
+    """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     sources = collect_sources()
-    paths = [f for s in sources for f in s.files]
+    paths = [f for s in sources for f in s.files[:corpus_limit]]
     train_texts = read_texts([f for f in paths if not is_validation(f)])
     val_texts = read_texts([f for f in paths if is_validation(f)])
     (out / "corpus.json").write_text(
@@ -232,7 +235,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
     stream = ExampleStream(train_texts, tokenizer, cfg, seed=cfg.seed + start)
     generator = torch.Generator(device=device).manual_seed(cfg.seed + start)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
-    began = time.time()
+    began = time.time() - (history[-1]["seconds"] if history else 0)  # seconds count across resumes
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(cfg, step)
