@@ -30,6 +30,7 @@ from engine.batch import (
 from engine.config import EngineConfig, parse_assignments, with_overrides
 from engine.errors import BlockfillError
 from engine.infill import Completion, Engine, InfillRequest
+from engine.languages import language_from_path
 
 
 def _explain(task: Task, completion: Completion) -> str:
@@ -63,7 +64,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
     config = with_overrides({"model": args.model, "seed": args.seed, **parse_assignments(args.set or [])})
     if not is_jsonl(source):
         pieces = split_holes(read_source(source), args.hole_marker)
-        tasks = holes_as_tasks(pieces, source.name, args.language or source.suffix.lstrip(".") or None)
+        tasks = holes_as_tasks(pieces, source.name, args.language or language_from_path(str(source)))
         engine = Engine(config)
         filled: dict[str, str] = {}
         _run_tasks(
@@ -82,7 +83,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
 
     bad: list[BadLine] = []
     tasks = []
-    for item in read_jsonl_tasks(source, args.language):
+    for item in read_jsonl_tasks(source, args.language or "python"):
         if isinstance(item, BadLine):
             bad.append(item)
             print(f"{source}:{item.line_number}: skipped: {item.problem}", file=sys.stderr)
@@ -155,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     infill.add_argument("--model", default=EngineConfig.model, help="'embedded', a checkpoint directory or a hub id")
     infill.add_argument("--seed", type=int, default=0)
-    infill.add_argument("--language", help="language of tasks that name none (default: from the file extension)")
+    infill.add_argument(
+        "--language",
+        help="language of tasks that name none (default: the file extension; python for JSON lines)",
+    )
     infill.add_argument("--hole-marker", default=HOLE_MARKER, help=f"marker in source files (default {HOLE_MARKER})")
     infill.add_argument("--explain", action="store_true", help="print the context each completion used, to stderr")
     infill.add_argument("--set", action="append", metavar="KEY=VALUE", help="engine setting, e.g. max_steps=8")
