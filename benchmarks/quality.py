@@ -5,7 +5,9 @@
     python -m benchmarks.quality --suite santacoder --limit 300      SantaCoder-FIM first-line exact match
 
 HumanEval programs run for real (benchmarks/execution.py). Tasks are taken at an even stride over the file so
-a --limit sample covers every problem, not just the first few.
+a --limit sample covers every problem, not just the first few. Each completion is scored twice, as the model
+wrote it and as post-processing shows it, with the share that adds a syntax error (tree-sitter, against the
+buffer without it) and the share whose last line repeats the suffix's first line.
 """
 
 import argparse
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from benchmarks.execution import humaneval_program, passes
 from engine.config import with_overrides
-from engine.infill import Engine, InfillRequest
+from engine.infill import Completion, Engine, InfillRequest
+from engine.postprocess import Candidate
+from engine.postprocess.check_syntax import check_syntax
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUITES = {
@@ -43,6 +47,17 @@ def first_line(text: str) -> str:
     return stripped.splitlines()[0].strip() if stripped else ""
 
 
+def repeats_suffix(text: str, suffix: str) -> bool:
+    """The completion's last non-blank line is the suffix's first non-blank line: the user would see it twice."""
+    mine = [line.strip() for line in text.splitlines() if line.strip()]
+    theirs = [line.strip() for line in suffix.splitlines() if line.strip()]
+    return bool(mine and theirs) and mine[-1] == theirs[0]
+
+
+def adds_syntax_error(text: str, completion: Completion, syntax=check_syntax()) -> bool:  # noqa: B008 (one cache)
+    return (syntax(Candidate(text, 0.0), completion.context).syntax_errors_added or 0) > 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--suite", choices=SUITES, default="single")
@@ -60,6 +75,7 @@ def main() -> None:
     tasks = load_tasks(args.suite, args.data, args.limit)
     language_of = (lambda t: t.get("language", "python")) if args.suite == "santacoder" else (lambda t: "python")
     results, seconds, steps = [], [], []
+    flaws = {"raw": defaultdict(int), "shown": defaultdict(int)}  # syntax / repeat counts, before and after
     began = time.perf_counter()
     for start in range(0, len(tasks), args.batch_size):
         chunk = tasks[start : start + args.batch_size]
@@ -76,20 +92,33 @@ def main() -> None:
         for task, completion in zip(chunk, engine.complete(requests), strict=True):
             seconds.append(completion.seconds)
             steps.append(completion.steps)
-            if args.suite == "santacoder":
-                ok = first_line(completion.text) == first_line(task["canonical_solution"])
-            else:
-                ok = passes(humaneval_program(task, completion.text))
-            results.append((language_of(task), ok))
+            oks = []
+            for stage, text in (("raw", completion.raw_text), ("shown", completion.text)):
+                flaws[stage]["syntax"] += adds_syntax_error(text, completion)
+                flaws[stage]["repeat"] += repeats_suffix(text, task["suffix"])
+                if args.suite == "santacoder":
+                    oks.append(first_line(text) == first_line(task["canonical_solution"]))
+                else:
+                    oks.append(passes(humaneval_program(task, text)))
+            results.append((language_of(task), oks[1], oks[0]))
     wall = time.perf_counter() - began
     by_language = defaultdict(list)
-    for language, ok in results:
+    for language, ok, _ in results:
         by_language[language].append(ok)
     metric = "exact match" if args.suite == "santacoder" else "pass@1"
     setting = "oracle length" if args.oracle_length else "engine-chosen canvas"
     print(f"{args.suite} ({setting}), {len(results)} tasks, model {args.model}:")
     for language, oks in sorted(by_language.items()):
         print(f"  {metric} {language}: {100 * sum(oks) / len(oks):.1f} % ({sum(oks)}/{len(oks)})")
+    n = len(results)
+    raw_ok = sum(r[2] for r in results)
+    print(f"  before post-processing: {metric} {100 * raw_ok / n:.1f} %")
+    for stage in ("raw", "shown"):
+        f = flaws[stage]
+        print(
+            f"  {stage}: adds a syntax error {100 * f['syntax'] / n:.1f} %, "
+            f"repeats the suffix {100 * f['repeat'] / n:.1f} %"
+        )
     p95 = sorted(seconds)[int(0.95 * (len(seconds) - 1))]
     print(
         f"  time per task: mean {1000 * statistics.mean(seconds):.0f} ms, p95 {1000 * p95:.0f} ms "

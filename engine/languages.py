@@ -76,10 +76,11 @@ def language_from_path(path: str) -> str | None:
 
 
 def grammar_name(language: str | None) -> str | None:
-    """The grammar behind an LSP language id (a grammar name is accepted too), or None if there is none."""
+    """The grammar behind an LSP language id (a grammar name or file extension is accepted too), or None."""
     if language is None:
         return None
     key = language.lower()
+    key = _EXTENSIONS.get(f".{key}", key)  # a bare extension ("py", "js"), as task files often name languages
     return _LANGUAGE_IDS.get(key, key if key in _GRAMMARS else None)
 
 

@@ -86,3 +86,8 @@ def test_syntax_errors_lists_error_and_missing_nodes(source: str, rows: list[int
     errors = syntax_errors(parser.parse(source.encode()).root_node)
     assert [node.start_point.row for node in errors][: len(rows)] == rows
     assert bool(errors) == bool(rows)
+
+
+@pytest.mark.parametrize(("name", "grammar"), [("py", "python"), ("js", "javascript"), ("ts", "typescript")])
+def test_bare_extensions_name_languages_as_task_files_do(name, grammar):
+    assert grammar_name(name) == grammar
