@@ -66,26 +66,51 @@ def _accept_mask(entropy: torch.Tensor, bound: float) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def encode_prompts(
+    model: DiffusionGemmaForBlockDiffusion,
+    batch: PromptBatch,
+    cache: DynamicCache | None = None,
+    cached_tokens: int = 0,
+) -> DynamicCache:
+    """Prefill: the encoder's KV cache of the prompt rows.
+
+    With `cache` holding an earlier prompt whose first `cached_tokens` tokens (ids and positions) equal this
+    one's, only the rest is encoded: typing at the cursor extends the prefix, so most of the prompt is reused.
+    The cache is cropped in place.
+    """
+    if cache is None:
+        cache, cached_tokens = DynamicCache(config=model.config.text_config), 0
+    else:
+        cache.crop(cached_tokens - cache.get_seq_length())  # 5.23's crop takes minus the tokens to drop
+    model.model.encoder(
+        input_ids=batch.input_ids[:, cached_tokens:],
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids[:, cached_tokens:],
+        past_key_values=cache,
+    )
+    return cache
+
+
+@torch.inference_mode()
 def denoise(
     model: DiffusionGemmaForBlockDiffusion,
     batch: PromptBatch,
     settings: DenoiseSettings,
     seeds: list[int],
     should_stop: Callable[[], bool] | None = None,
+    cache: DynamicCache | None = None,
 ) -> DenoiseResult:
-    """Fill one canvas per prompt row. Raises Cancelled if `should_stop()` turns true between two steps."""
+    """Fill one canvas per prompt row. Raises Cancelled if `should_stop()` turns true between two steps.
+
+    `cache`: the prompt's encoder cache from `encode_prompts` (computed here when None). A single-row cache is
+    left as it was, so it can be reused for the next keystroke.
+    """
     device = batch.input_ids.device
     bsz, canvas_length = batch.canvas_position_ids.shape
     vocab = model.config.text_config.vocab_size
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
 
-    cache = DynamicCache(config=model.config.text_config)
-    model.model.encoder(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        past_key_values=cache,
-    )
+    cache = cache if cache is not None else encode_prompts(model, batch)
     decoder_mask = F.pad(batch.attention_mask, (0, canvas_length), value=True)  # [B, L + C]
 
     active = list(range(bsz))  # rows still denoising, in batch order

@@ -11,15 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import DynamicCache
 from tree_sitter import Tree
 
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
-from engine.denoise import DenoiseSettings, denoise
+from engine.denoise import DenoiseSettings, denoise, encode_prompts
 from engine.errors import InputError
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, postprocess
-from engine.prompt import build_prompt, collate_prompts
+from engine.prompt import Prompt, build_prompt, collate_prompts
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,24 @@ class Completion:
     confidence: float  # mean max-probability over the canvas, 0..1
     context: InfillContext
     warnings: list[str] = field(default_factory=list)
+    reused_prompt_tokens: int = 0  # prompt tokens whose encoder cache came from the previous request
+
+
+@dataclass
+class _PromptCache:
+    """The encoder cache of the last single-request prompt, for the next keystroke's request."""
+
+    prompt: Prompt
+    cache: DynamicCache
+
+    def reusable_tokens(self, prompt: Prompt, sliding_window: int) -> int:
+        """Length of the common (id, position) prefix, less one so at least one token is encoded."""
+        if max(len(self.prompt.input_ids), len(prompt.input_ids)) >= sliding_window:
+            return 0  # a sliding-window layer that filled its window has dropped what a crop would go back to
+        old = list(zip(self.prompt.input_ids, self.prompt.position_ids, strict=True))
+        new = list(zip(prompt.input_ids, prompt.position_ids, strict=True))
+        common = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
+        return min(common, len(prompt.input_ids) - 1)
 
 
 class Engine:
@@ -65,6 +84,7 @@ class Engine:
             t_min=config.t_min,
             confidence_threshold=config.confidence_threshold,
         )
+        self._prompt_cache: _PromptCache | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
@@ -124,7 +144,14 @@ class Engine:
         ]
         began = time.perf_counter()
         batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
-        result = denoise(loaded.model, batch, self.settings, [seeds[i] for i in members], should_stop)
+        reused, cache = 0, None
+        if len(prompts) == 1:  # an editor's request: the previous keystroke's prompt shares most of this one
+            window = loaded.model.config.text_config.sliding_window
+            if self._prompt_cache is not None:
+                reused = self._prompt_cache.reusable_tokens(prompts[0], window)
+            cache = encode_prompts(loaded.model, batch, self._prompt_cache.cache if reused else None, reused)
+            self._prompt_cache = _PromptCache(prompts[0], cache)
+        result = denoise(loaded.model, batch, self.settings, [seeds[i] for i in members], should_stop, cache)
         seconds = (time.perf_counter() - began) / len(members)
         completions = []
         for row, index in enumerate(members):
@@ -133,7 +160,7 @@ class Engine:
             ranked = postprocess([Candidate(text=raw, score=result.confidence[row])], context)
             text = ranked[0].text if ranked else ""
             completions.append(
-                Completion(text, raw, result.steps[row], seconds, result.confidence[row], context, warnings)
+                Completion(text, raw, result.steps[row], seconds, result.confidence[row], context, warnings, reused)
             )
         return completions
 

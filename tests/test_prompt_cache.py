@@ -1,0 +1,32 @@
+"""Keystroke after keystroke the engine reuses the previous prompt's encoder cache, without changing results."""
+
+from engine.config import EngineConfig
+from engine.infill import Engine, InfillRequest
+
+# Short: the toy model's tokenizer spends about a token a character, and its sliding window is 64 tokens.
+PREFIX = "def f(a):\n    b = a\n    "
+SUFFIX = "\n    return b\n"
+
+
+def _request(typed: str) -> InfillRequest:
+    return InfillRequest(PREFIX + typed, SUFFIX, "python", canvas_tokens=8)
+
+
+def test_typing_reuses_the_prompt_cache_and_matches_a_fresh_engine(toy_checkpoint):
+    config = EngineConfig(model=str(toy_checkpoint), device="cpu")
+    typing, fresh = Engine(config), Engine(config)
+    first = typing.complete([_request("")])[0]
+    assert first.reused_prompt_tokens == 0
+    for typed in ("r", "re", "ret"):
+        kept = typing.complete([_request(typed)])[0]
+        assert kept.reused_prompt_tokens >= first.context.prefix_tokens  # the whole old prefix came from cache
+        again = fresh.complete([_request(typed)])[0]
+        fresh._prompt_cache = None  # the reference never reuses
+        assert (kept.raw_text, kept.steps) == (again.raw_text, again.steps)
+
+
+def test_a_different_document_reuses_nothing_useful(toy_checkpoint):
+    engine = Engine(EngineConfig(model=str(toy_checkpoint), device="cpu"))
+    engine.complete([_request("")])
+    other = engine.complete([InfillRequest("x = ", "\n", "python", canvas_tokens=8)])[0]
+    assert other.reused_prompt_tokens <= 1  # at most the shared <bos>
