@@ -32,16 +32,18 @@ def main() -> None:
     args = parser.parse_args()
     engine = Engine(with_overrides({"model": args.model}))
     text = args.file.read_text()
-    lines = [i for i, line in enumerate(text.splitlines(keepends=True)) if len(line.strip()) > 12]
+    all_lines = text.splitlines(keepends=True)
+    lines = [i for i, line in enumerate(all_lines) if len(line.strip()) > 12]
     starts = [0]
-    for line in text.splitlines(keepends=True):
+    for line in all_lines:
         starts.append(starts[-1] + len(line))
     rng = random.Random(0)
     first, reused, cleared, tokens = [], [], [], []
     timed(engine, InfillRequest(text[:100], text[100:], "python"))  # warm-up
     for row in rng.sample(lines, args.points):
-        cursor = starts[row] + rng.randrange(4, len(text.splitlines()[row]) - 1)
-        before = InfillRequest(text[:cursor], text[cursor + 1 :], "python", force=True)  # the next character not yet typed
+        cursor = starts[row] + rng.randrange(4, len(all_lines[row].rstrip("\n")) - 1)
+        # `before`: the next character not yet typed; `after`: typed.
+        before = InfillRequest(text[:cursor], text[cursor + 1 :], "python", force=True)
         after = InfillRequest(text[: cursor + 1], text[cursor + 1 :], "python", force=True)
         engine._prompt_cache = None
         first.append(timed(engine, before)[0])

@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import DiffusionGemmaForBlockDiffusion, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache
 
 from engine.models.configs import ARCHITECTURES, build_config
+from engine.models.loading import resolve_device
 from engine.prompt import PromptBatch, SpecialTokens, build_prompt, canvas_target, collate_prompts
 from engine.training.corpus import collect_sources, is_validation, read_texts
 from engine.training.examples import FimExample, sample_example
@@ -175,12 +176,6 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | None = None) -> Path:
     """Train (or continue training) into `cfg.out_dir`; returns the directory. Checkpoints every `save_every`.
 
@@ -188,7 +183,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)
     sources = collect_sources()
     paths = [f for s in sources for f in s.files[:corpus_limit]]
@@ -210,8 +205,6 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
             if size > cfg.tokenizer_sample_mb * 1_000_000:
                 break
         save_tokenizer(train_tokenizer(sample, cfg.vocab_size), tokenizer_dir)
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     special = SpecialTokens.of(tokenizer)
     config = build_config(
