@@ -123,14 +123,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.training.train import TrainConfig, run_training
 
-    overrides = parse_assignments(args.set or [])
-    config = TrainConfig(out_dir=args.out_dir)
-    for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise BlockfillError(f"unknown training setting {key!r}")
-        current = getattr(config, key)
-        parsed = [int(v) for v in value.split(",")] if isinstance(current, list) else type(current)(value)
-        setattr(config, key, parsed)
+    config = with_overrides({"out_dir": args.out_dir, **parse_assignments(args.set or [])}, TrainConfig())
     run_training(config, resume=args.resume)
     return 0
 

@@ -5,9 +5,10 @@ Overrides come as a mapping or as `key=value` strings; unknown keys and values o
 """
 
 import dataclasses
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.errors import ConfigError
 
@@ -30,6 +31,9 @@ class EngineConfig:
     block_canvas: int = 128  # canvas tokens for a block completion (capped by the model's largest canvas)
 
 
+Config = TypeVar("Config")
+
+
 def _coerce(name: str, kind: type, value: Any) -> Any:
     """Accept the field's own type, or a string that parses as it (from the command line)."""
     if kind is bool:
@@ -50,15 +54,24 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif isinstance(value, str):
-        return value
-    raise ConfigError(f"setting {name!r} must be {kind.__name__}, got {value!r}")
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(kind) is list and typing.get_args(kind) == (int,):
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list) and items:
+            return [_coerce(name, int, item.strip() if isinstance(item, str) else item) for item in items]
+    raise ConfigError(f"setting {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
-def with_overrides(overrides: Mapping[str, Any], base: EngineConfig | None = None) -> EngineConfig:
-    """`base` (default: the defaults) with `overrides` applied; raises ConfigError naming every bad key."""
-    base = base or EngineConfig()
-    fields = {f.name: f for f in dataclasses.fields(EngineConfig)}
+def with_overrides(overrides: Mapping[str, Any], base: Config | None = None) -> Config:
+    """`base` (default: the engine's defaults) with `overrides` applied; raises ConfigError naming every bad key.
+
+    Serves any configuration dataclass (the engine's, training's) whose fields are bool, int, float, str or
+    list[int] (a comma-separated string on the command line).
+    """
+    base = base if base is not None else EngineConfig()
+    fields = {f.name: f for f in dataclasses.fields(base)}
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")

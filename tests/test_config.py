@@ -32,3 +32,16 @@ def test_assignment_needs_an_equals_sign():
 
 def test_defaults_are_untouched():
     assert with_overrides({}) == EngineConfig()
+
+
+def test_training_settings_use_the_same_checks():
+    from engine.training.train import TrainConfig
+
+    config = with_overrides({"steps": "50", "canvas_lengths": "16,32", "lr": "1e-3"}, TrainConfig())
+    assert (config.steps, config.canvas_lengths, config.lr) == (50, [16, 32], 0.001)
+    with pytest.raises(ConfigError, match="must be int"):
+        with_overrides({"steps": "many"}, TrainConfig())
+    with pytest.raises(ConfigError, match="must be int, got 'big'"):
+        with_overrides({"canvas_lengths": "16,big"}, TrainConfig())
+    with pytest.raises(ConfigError, match="unknown setting"):
+        with_overrides({"stepz": "5"}, TrainConfig())
