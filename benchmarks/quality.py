@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.execution import humaneval_program, passes
-from engine.config import with_overrides
+from engine.config import parse_assignments, with_overrides
 from engine.infill import Completion, Engine, InfillRequest
 from engine.postprocess import Candidate
 from engine.postprocess.check_syntax import check_syntax
@@ -68,8 +68,6 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-
-    from engine.config import parse_assignments
 
     engine = Engine(with_overrides({"model": args.model, **parse_assignments(args.set)}))
     tasks = load_tasks(args.suite, args.data, args.limit)
