@@ -5,6 +5,8 @@ target (middle, EOS, padding) with uniform random tokens at a random rate, and p
 losses share one set of weights: cross-entropy on the canvas, and next-token cross-entropy on the encoder's own
 hidden states, which gives a dense language-modelling signal on every prompt token at almost no extra cost.
 Self-conditioning: on about half the rows the decoder first runs without gradient and its logits are fed back.
+
+`objective=ar_fim` trains the autoregressive baseline (engine.training.ar_fim) on the same example stream instead.
 """
 
 import json
@@ -18,12 +20,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion, Gemma4ForCausalLM, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache
 
+from engine.errors import ConfigError
 from engine.models.configs import ARCHITECTURES, build_config
 from engine.models.loading import resolve_device
 from engine.prompt import PromptBatch, SpecialTokens, build_prompt, canvas_target, collate_prompts
+from engine.training.ar_fim import ar_fim_loss, build_ar_config, collate_ar
 from engine.training.corpus import collect_sources, is_validation, read_texts
 from engine.training.examples import FimExample, sample_example
 from engine.training.tokenizer import save_tokenizer, train_tokenizer
@@ -33,6 +37,8 @@ from engine.training.tokenizer import save_tokenizer, train_tokenizer
 class TrainConfig:
     out_dir: str = "runs/blockfill-tiny"  # checkpoints, tokenizer and logs; `--resume` continues from here
     architecture: str = "blockfill-tiny"  # a key of engine.models.configs.ARCHITECTURES
+    objective: str = "diffusion"  # "diffusion" (DiffusionGemma, the product) or "ar_fim" (the causal baseline)
+    tokenizer_dir: str = ""  # reuse this directory's tokenizer (baselines share one); "" trains a new one
     vocab_size: int = 4096  # BPE vocabulary, special tokens included
     tokenizer_sample_mb: int = 12  # MB of training text the tokenizer learns from
     steps: int = 1200  # optimizer steps
@@ -133,13 +139,14 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 class ExampleStream:
-    """Random FIM batches from a list of texts, reproducible from a seed."""
+    """Random FIM batches from a list of texts, reproducible from a seed; both objectives see the same examples."""
 
     def __init__(self, texts: list[str], tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig, seed: int):
         self.texts, self.tokenizer, self.cfg = texts, tokenizer, cfg
         self.rng = random.Random(seed)
 
-    def next_batch(self, special: SpecialTokens, layout: str, device: str) -> TrainBatch:
+    def next_examples(self) -> tuple[list[FimExample], int]:
+        """A batch of examples whose middles fit the canvas length drawn for this step, and that length."""
         canvas_length = self.rng.choice(self.cfg.canvas_lengths)
         examples: list[FimExample] = []
         while len(examples) < self.cfg.batch_size:
@@ -153,19 +160,33 @@ class ExampleStream:
             )
             if example is not None:
                 examples.append(example)
-        return collate_examples(examples, canvas_length, special, layout, device)
+        return examples, canvas_length
+
+
+def batch_loss(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    stream: ExampleStream,
+    special: SpecialTokens,
+    device: str,
+    generator: torch.Generator,
+    self_conditioning_rate: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The next batch's loss under `cfg.objective`."""
+    examples, canvas_length = stream.next_examples()
+    if cfg.objective == "ar_fim":
+        return ar_fim_loss(model, collate_ar(examples, special, device))
+    batch = collate_examples(examples, canvas_length, special, model.config.blockfill_fim_layout, device)
+    return fim_loss(model, batch, generator, cfg.ar_loss_weight, self_conditioning_rate, cfg.padding_weight)
 
 
 @torch.no_grad()
-def validation_loss(model, stream_texts, tokenizer, cfg: TrainConfig, special, layout, device) -> dict[str, float]:
+def validation_loss(model, stream_texts, tokenizer, cfg: TrainConfig, special, device) -> dict[str, float]:
     """Mean losses over a fixed set of validation batches (same seed every time, so numbers compare)."""
     model.eval()
     stream = ExampleStream(stream_texts, tokenizer, cfg, seed=1234)
     generator = torch.Generator(device=device).manual_seed(1234)
-    parts = [
-        fim_loss(model, stream.next_batch(special, layout, device), generator, cfg.ar_loss_weight, 0.5)[1]
-        for _ in range(cfg.eval_batches)
-    ]
+    parts = [batch_loss(model, cfg, stream, special, device, generator, 0.5)[1] for _ in range(cfg.eval_batches)]
     model.train()
     return {key: sum(p[key] for p in parts) / len(parts) for key in parts[0]}
 
@@ -174,6 +195,16 @@ def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _new_model(cfg: TrainConfig, vocab_size: int, special: SpecialTokens) -> torch.nn.Module:
+    arch = ARCHITECTURES[cfg.architecture]
+    special_ids = {"pad": special.pad, "eos": special.eos, "bos": special.bos}
+    if cfg.objective == "ar_fim":
+        return Gemma4ForCausalLM(build_ar_config(arch, vocab_size, special_ids))
+    if cfg.objective != "diffusion":
+        raise ConfigError(f"objective must be 'diffusion' or 'ar_fim', not {cfg.objective!r}")
+    return DiffusionGemmaForBlockDiffusion(build_config(arch, vocab_size, special_ids, max(cfg.canvas_lengths)))
 
 
 def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | None = None) -> Path:
@@ -197,6 +228,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     )
 
     tokenizer_dir = out / "tokenizer"
+    if cfg.tokenizer_dir and not (tokenizer_dir / "tokenizer.json").exists():
+        AutoTokenizer.from_pretrained(cfg.tokenizer_dir).save_pretrained(str(tokenizer_dir))
     if not (tokenizer_dir / "tokenizer.json").exists():
         sample, size = [], 0
         for text in random.Random(cfg.seed).sample(train_texts, len(train_texts)):
@@ -207,14 +240,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
         save_tokenizer(train_tokenizer(sample, cfg.vocab_size), tokenizer_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     special = SpecialTokens.of(tokenizer)
-    config = build_config(
-        ARCHITECTURES[cfg.architecture],
-        len(tokenizer),
-        {"pad": special.pad, "eos": special.eos, "bos": special.bos},
-        canvas_length=max(cfg.canvas_lengths),
-    )
-    layout = config.blockfill_fim_layout
-    model = DiffusionGemmaForBlockDiffusion(config).to(device).train()
+    model = _new_model(cfg, len(tokenizer), special).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     start, history = 0, []
     checkpoint_path = out / "last.pt"
@@ -232,18 +258,15 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(cfg, step)
-        batch = stream.next_batch(special, layout, device)
-        loss, parts = fim_loss(
-            model, batch, generator, cfg.ar_loss_weight, cfg.self_conditioning_rate, cfg.padding_weight
-        )
+        loss, parts = batch_loss(model, cfg, stream, special, device, generator, cfg.self_conditioning_rate)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        bar.set_postfix(canvas=f"{parts['canvas']:.3f}", ar=f"{parts['ar']:.3f}")
+        bar.set_postfix({name: f"{value:.3f}" for name, value in parts.items()})
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            val = validation_loss(model, val_texts, tokenizer, cfg, special, layout, device)
+            val = validation_loss(model, val_texts, tokenizer, cfg, special, device)
             history.append(
                 {
                     "step": done,
@@ -252,7 +275,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
                 }
             )
             (out / "history.json").write_text(json.dumps(history, indent=1))
-            bar.write(f"step {done}: validation canvas loss {val['canvas']:.4f}, encoder loss {val['ar']:.4f}")
+            bar.write(f"step {done}: validation " + ", ".join(f"{k} loss {v:.4f}" for k, v in val.items()))
         if done % cfg.save_every == 0 or done == cfg.steps:
             _atomic_save(
                 {
