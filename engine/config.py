@@ -20,7 +20,9 @@ class EngineConfig:
     allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (all cores)
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
-    max_steps: int = 16  # denoising steps at most per canvas
+    max_steps: int = 16  # denoising steps at most per block canvas
+    line_steps: int = 16  # and per rest-of-line canvas (a few tokens need fewer steps)
+    refine_steps: int = 2  # after a keystroke, steps that repair the previous suggestion (0: start from noise)
     entropy_bound: float = 0.1  # entropy-bound sampler: how much uncertainty one step may accept
     t_max: float = 0.8  # temperature at the first denoising step
     t_min: float = 0.4  # temperature at the last

@@ -8,6 +8,10 @@ per-step sampler stays lean (the stock one costs as much as a small model's step
 Per step: decode the canvas -> temperature-scaled logits -> a sample and the argmax per position -> accept the
 lowest-entropy positions whose summed entropy (less the largest) stays under the bound -> renoise the rest with
 uniform random tokens. A row stops when its argmax canvas is stable and its mean entropy is below a threshold.
+
+Refinement starts from a given canvas (the previous keystroke's suggestion) instead of noise and runs a step or
+two at the schedule's final temperature: the model is trained to repair a partly corrupted canvas, which is what
+a suggestion made stale by one typed character is.
 """
 
 from collections.abc import Callable
@@ -99,11 +103,13 @@ def denoise(
     seeds: list[int],
     should_stop: Callable[[], bool] | None = None,
     cache: DynamicCache | None = None,
+    initial_canvas: torch.Tensor | None = None,
 ) -> DenoiseResult:
     """Fill one canvas per prompt row. Raises Cancelled if `should_stop()` turns true between two steps.
 
     `cache`: the prompt's encoder cache from `encode_prompts` (computed here when None). A single-row cache is
-    left as it was, so it can be reused for the next keystroke.
+    left as it was, so it can be reused for the next keystroke. `initial_canvas` [B, C]: start from these tokens
+    instead of uniform noise (refinement; pair it with few steps and a constant low temperature).
     """
     device = batch.input_ids.device
     bsz, canvas_length = batch.canvas_position_ids.shape
@@ -114,7 +120,10 @@ def denoise(
     decoder_mask = F.pad(batch.attention_mask, (0, canvas_length), value=True)  # [B, L + C]
 
     active = list(range(bsz))  # rows still denoising, in batch order
+    # Drawn even when refining, so each row's random stream is the same either way.
     canvas = _uniform_canvas(generators, canvas_length, vocab, device)  # [b, C] for the active rows
+    if initial_canvas is not None:
+        canvas = initial_canvas.to(device)
     positions = batch.canvas_position_ids  # [b, C]
     previous_logits: torch.Tensor | None = None  # [b, C, V] self-conditioning input
     previous_argmax = torch.full_like(canvas, -1)

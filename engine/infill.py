@@ -20,7 +20,7 @@ from engine.denoise import DenoiseSettings, denoise, encode_prompts
 from engine.errors import InputError
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, postprocess
-from engine.prompt import Prompt, build_prompt, collate_prompts
+from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,39 @@ class Completion:
     context: InfillContext
     warnings: list[str] = field(default_factory=list)
     reused_prompt_tokens: int = 0  # prompt tokens whose encoder cache came from the previous request
+    refined: bool = False  # started from the previous keystroke's suggestion instead of noise
+
+
+# Refine only while the new request extends the previous one by at most this many typed characters.
+_MAX_TYPED_FOR_REFINE = 16
+
+
+@dataclass(frozen=True)
+class _Suggestion:
+    """What the model wrote for the last single request (an editor's keystroke), to refine on the next one."""
+
+    request: InfillRequest
+    canvas: list[int]  # the final argmax canvas (middle, EOS, padding)
+    raw_text: str  # the middle that canvas decodes to
+
+    def refine_seed(self, request: InfillRequest, canvas_length: int, encode, special) -> list[int] | None:
+        """A starting canvas for `request` if the user only typed at the cursor since this one, else None.
+
+        Typed text that the suggestion predicted is cut from its front (the canvas shifts with the cursor);
+        anything else leaves the canvas as it was for the model to repair.
+        """
+        old, new = self.request, request
+        typed = new.prefix[len(old.prefix) :]
+        if (
+            len(self.canvas) != canvas_length
+            or new.suffix != old.suffix
+            or not new.prefix.startswith(old.prefix)
+            or len(typed) > _MAX_TYPED_FOR_REFINE
+        ):
+            return None
+        if self.raw_text.startswith(typed):
+            return canvas_target(encode(self.raw_text[len(typed) :])[: canvas_length - 1], canvas_length, special)
+        return self.canvas
 
 
 @dataclass
@@ -63,7 +96,8 @@ class _PromptCache:
 
 
 class Engine:
-    """Holds one loaded model; `complete()` is safe to call repeatedly (no per-call state survives)."""
+    """Holds one loaded model. Between calls it keeps only the last single request's prompt cache and suggestion,
+    which the next keystroke's request reuses (`forget_previous()` drops them)."""
 
     def __init__(self, config: EngineConfig, loaded: LoadedModel | None = None):
         if config.threads > 0:
@@ -84,7 +118,15 @@ class Engine:
             t_min=config.t_min,
             confidence_threshold=config.confidence_threshold,
         )
+        self.refine_settings = dataclasses.replace(
+            self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
+        )
         self._prompt_cache: _PromptCache | None = None
+        self._suggestion: _Suggestion | None = None
+
+    def forget_previous(self) -> None:
+        """Make the next request start afresh: no prompt cache reuse, no refinement (benchmarks, tests)."""
+        self._prompt_cache, self._suggestion = None, None
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
@@ -113,24 +155,25 @@ class Engine:
         seeds: list[int] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
-        """Complete every request; those sharing a canvas size share denoising steps. Order is kept."""
+        """Complete every request; those sharing a canvas size and step count are denoised together. Order is kept."""
         seeds = seeds if seeds is not None else [self.config.seed] * len(requests)
         plans = [self.plan(r) for r in requests]
         results: list[Completion | None] = [None] * len(requests)
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
         for index, (context, warnings) in enumerate(plans):
             if context.mode == "skip":
                 results[index] = Completion("", "", 0, 0.0, 0.0, context, warnings)
             else:
-                groups.setdefault(context.canvas_tokens, []).append(index)
-        for canvas, members in groups.items():
-            for index, completion in zip(
-                members, self._denoise_group(canvas, members, plans, seeds, should_stop), strict=True
-            ):
+                steps = self.config.line_steps if context.mode == "line" else self.config.max_steps
+                groups.setdefault((context.canvas_tokens, steps), []).append(index)
+        for (canvas, steps), members in groups.items():
+            settings = dataclasses.replace(self.settings, max_steps=steps)
+            completions = self._denoise_group(canvas, settings, members, requests, plans, seeds, should_stop)
+            for index, completion in zip(members, completions, strict=True):
                 results[index] = completion
         return [r for r in results if r is not None]
 
-    def _denoise_group(self, canvas, members, plans, seeds, should_stop) -> list[Completion]:
+    def _denoise_group(self, canvas, settings, members, requests, plans, seeds, should_stop) -> list[Completion]:
         loaded = self.loaded
         prompts = [
             build_prompt(
@@ -144,14 +187,23 @@ class Engine:
         ]
         began = time.perf_counter()
         batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
-        reused, cache = 0, None
-        if len(prompts) == 1:  # an editor's request: the previous keystroke's prompt shares most of this one
-            window = loaded.model.config.text_config.sliding_window
-            if self._prompt_cache is not None:
-                reused = self._prompt_cache.reusable_tokens(prompts[0], window)
-            cache = encode_prompts(loaded.model, batch, self._prompt_cache.cache if reused else None, reused)
-            self._prompt_cache = _PromptCache(prompts[0], cache)
-        result = denoise(loaded.model, batch, self.settings, [seeds[i] for i in members], should_stop, cache)
+        reused, cache, seed_canvas = 0, None, None
+        single = len(prompts) == 1  # an editor's request: the previous keystroke's prompt shares most of this one
+        if single:
+            request, previous = requests[members[0]], self._prompt_cache
+            if previous is not None:
+                reused = previous.reusable_tokens(prompts[0], loaded.model.config.text_config.sliding_window)
+            cache = encode_prompts(loaded.model, batch, previous.cache if reused else None, reused)
+            self._prompt_cache = _PromptCache(prompts[0], cache)  # before denoising: the cache is cropped in place
+            if self._suggestion is not None and self.config.refine_steps > 0:
+                seed = self._suggestion.refine_seed(request, canvas, self._encode, loaded.special)
+                if seed is not None:
+                    settings, seed_canvas = self.refine_settings, torch.tensor([seed])
+        member_seeds = [seeds[i] for i in members]
+        result = denoise(loaded.model, batch, settings, member_seeds, should_stop, cache, seed_canvas)
+        if single:
+            tokens = result.tokens[0].tolist()
+            self._suggestion = _Suggestion(request, tokens, self._decode_middle(tokens))
         seconds = (time.perf_counter() - began) / len(members)
         completions = []
         for row, index in enumerate(members):
@@ -160,7 +212,17 @@ class Engine:
             ranked = postprocess([Candidate(text=raw, score=result.confidence[row])], context)
             text = ranked[0].text if ranked else ""
             completions.append(
-                Completion(text, raw, result.steps[row], seconds, result.confidence[row], context, warnings, reused)
+                Completion(
+                    text,
+                    raw,
+                    result.steps[row],
+                    seconds,
+                    result.confidence[row],
+                    context,
+                    warnings,
+                    reused,
+                    refined=seed_canvas is not None,
+                )
             )
         return completions
 

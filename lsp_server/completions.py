@@ -113,7 +113,7 @@ class Completer:
         count = 1 if ask.automatic else max(1, settings.alternatives)
         language = document.language
         try:
-            texts, model_seconds, engine_seconds = await self.scheduler.run(
+            texts, model_seconds, engine_seconds, mode = await self.scheduler.run(
                 uri, lambda stop: self._fill(hole, language, count, stop)
             )
         except Cancelled:
@@ -130,24 +130,22 @@ class Completer:
         end = hole.end + len(typed)
         suggestions = [Suggestion(hole.lead + t, hole.start, end) for t in texts if t.startswith(typed)]
         total = time.perf_counter() - began - waited
-        self.stats.latency.append(total)
-        self.stats.outside_model.append(max(0.0, total - model_seconds))
-        self.stats.outside_engine.append(max(0.0, total - engine_seconds))
+        self.stats.record_answer(total, model_seconds, engine_seconds, mode)
         self.stats.shown += bool(suggestions)
         return suggestions
 
     def _fill(
         self, hole: _Hole, language: str | None, count: int, should_stop: Callable[[], bool]
-    ) -> tuple[list[str], float, float]:
+    ) -> tuple[list[str], float, float, str]:
         """On the worker: `count` completions of the hole in one batched run (one seed each).
 
-        Returns the distinct texts, best first, the denoising seconds and the engine's wall seconds.
+        Returns the distinct texts, best first, the denoising seconds, the engine's wall seconds and the mode.
         """
         from engine.infill import InfillRequest  # already imported by the loaded engine; see TYPE_CHECKING
 
         engine = self.engine
         if engine is None:
-            return [], 0.0, 0.0
+            return [], 0.0, 0.0, "skip"
         cursor = len(hole.before)
         request = InfillRequest(
             hole.before[: hole.start] + hole.lead, hole.after[hole.end - cursor :], language, tree=hole.tree
@@ -160,4 +158,5 @@ class Completer:
         finally:
             self.stats.last_engine_seconds = time.perf_counter() - began
         texts = list(dict.fromkeys(c.text for c in completions if c.text))
-        return texts, sum(c.seconds for c in completions), self.stats.last_engine_seconds
+        mode = completions[0].context.mode if completions else "skip"
+        return texts, sum(c.seconds for c in completions), self.stats.last_engine_seconds, mode

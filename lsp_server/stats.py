@@ -29,6 +29,7 @@ class Stats:
     def __init__(self, acceptance_log: str) -> None:
         self.acceptance_log = acceptance_log
         self.latency: deque[float] = deque(maxlen=_WINDOW)  # request to answer, model run included, debounce not
+        self.latency_by_mode: dict[str, deque[float]] = {}  # the same, per context mode ("line", "block")
         self.outside_model: deque[float] = deque(maxlen=_WINDOW)  # the same, less the denoising itself
         self.outside_engine: deque[float] = deque(maxlen=_WINDOW)  # the same, less all of engine.complete()
         self.cache_hits: deque[float] = deque(maxlen=_WINDOW)  # answers from the typing cache
@@ -37,6 +38,13 @@ class Stats:
         self.accepted = 0
         self.partial = 0
         self.accepted_chars = 0
+
+    def record_answer(self, total: float, model_seconds: float, engine_seconds: float, mode: str) -> None:
+        """One answer from the model path: its latency, overall and for its mode, and the time outside."""
+        self.latency.append(total)
+        self.latency_by_mode.setdefault(mode, deque(maxlen=_WINDOW)).append(total)
+        self.outside_model.append(max(0.0, total - model_seconds))
+        self.outside_engine.append(max(0.0, total - engine_seconds))
 
     def record_accept(self, uri: str, language: str | None, text: str, partial: bool) -> None:
         if partial:
@@ -58,6 +66,7 @@ class Stats:
     def summary(self, cancel_to_idle: deque[float]) -> dict[str, Any]:
         return {
             "latencyMs": _percentiles(self.latency),
+            "latencyByModeMs": {mode: _percentiles(samples) for mode, samples in self.latency_by_mode.items()},
             "outsideModelMs": _percentiles(self.outside_model),
             "outsideEngineMs": _percentiles(self.outside_engine),
             "cacheHitMs": _percentiles(self.cache_hits),

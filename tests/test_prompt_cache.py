@@ -13,7 +13,7 @@ def _request(typed: str) -> InfillRequest:
 
 
 def test_typing_reuses_the_prompt_cache_and_matches_a_fresh_engine(toy_checkpoint):
-    config = EngineConfig(model=str(toy_checkpoint), device="cpu")
+    config = EngineConfig(model=str(toy_checkpoint), device="cpu", refine_steps=0)
     typing, fresh = Engine(config), Engine(config)
     first = typing.complete([_request("")])[0]
     assert first.reused_prompt_tokens == 0
@@ -21,7 +21,7 @@ def test_typing_reuses_the_prompt_cache_and_matches_a_fresh_engine(toy_checkpoin
         kept = typing.complete([_request(typed)])[0]
         assert kept.reused_prompt_tokens >= first.context.prefix_tokens  # the whole old prefix came from cache
         again = fresh.complete([_request(typed)])[0]
-        fresh._prompt_cache = None  # the reference never reuses
+        fresh.forget_previous()  # the reference never reuses
         assert (kept.raw_text, kept.steps) == (again.raw_text, again.steps)
 
 

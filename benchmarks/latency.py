@@ -1,15 +1,16 @@
-"""Replay typing in a ~3,000-line Python file against `blockfill serve` over stdio and print latency figures.
+"""Replay an editing session in a ~3,000-line Python file against `blockfill serve` over stdio: latency figures.
 
-    python benchmarks/lsp_latency.py [--model embedded|DIR] [--points 30] [--keystroke-ms 60]
+    python -m benchmarks.latency [--model embedded|DIR] [--functions 4] [--keystroke-ms 80] [--pause-ms 400]
 
-At each of `--points` places in function bodies the line is cut at a random column and retyped character by
-character, one didChange + Automatic inlineCompletion per keystroke, `--keystroke-ms` apart (a newer request
-supersedes the older one, as in an editor); after the burst the last answer is awaited. Debounce is off, so the
-figures are the server's and the model's own. Then `--cancels` long requests are cancelled mid-run.
+`--functions` functions of the file are deleted and typed back character by character, as a person types:
+one didChange + Automatic inlineCompletion per keystroke, `--keystroke-ms` apart, and a `--pause-ms` pause at
+each line's end (a newer request supersedes the older one, as in an editor). Debounce is off, so the figures
+are the server's and the model's own. Then `--cancels` long requests are cancelled mid-run.
 
-Figures: p50/p95 latency of answered model requests (request sent -> answer read, on the client), the
-server's time outside the model (its `blockfill/stats`: answer time less the denoising), typing-cache hits,
-and cancel-to-idle (the server's stop-to-worker-free time, and the client's cancel-to-`ready` status).
+Figures: keystroke-to-completion latency of the answers the user sees (request sent -> answer read, on the
+client; superseded requests excluded), the same per mode (line / block, server-side), the server's time outside
+the model (its `blockfill/stats`: answer time less the denoising), typing-cache hits, and cancel-to-idle (the
+server's stop-to-worker-free time, and the client's cancel-to-`ready` status).
 
 A small JSON-RPC client is written here rather than importing pygls: only lsp_server/ knows LSP libraries.
 """
@@ -104,20 +105,25 @@ def _source(lines: int) -> str:
     return "".join(text.splitlines(keepends=True)[:lines])
 
 
-def _positions(text: str, count: int, rng: random.Random) -> list[tuple[int, int, str]]:
-    """(line, column, rest of the line) at indented code lines, cut at a random column."""
-    candidates = [
-        (row, line)
-        for row, line in enumerate(text.split("\n"))
-        if line.startswith("        ") and len(line.strip()) > 12 and not line.strip().startswith(("#", '"'))
-    ]
-    picked = rng.sample(candidates, min(count, len(candidates)))
-    result = []
-    for row, line in sorted(picked):
-        indent = len(line) - len(line.lstrip())
-        column = rng.randint(indent + 1, len(line) - 6)
-        result.append((row, column, line[column:]))
-    return result
+def _functions(text: str, count: int, rng: random.Random, max_chars: int) -> list[tuple[int, str]]:
+    """(offset, source) of `count` indented methods of 3-12 lines, at most `max_chars` long, picked at random."""
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    found = []
+    for row, line in enumerate(lines):
+        if not line.startswith("    def ") or not line.rstrip().endswith(":"):
+            continue
+        end = row + 1
+        while end < len(lines) and (lines[end].startswith("        ") or not lines[end].strip()):
+            end += 1
+        while end > row + 1 and not lines[end - 1].strip():
+            end -= 1
+        body = "\n".join(lines[row:end])
+        if 3 <= end - row <= 12 and len(body) <= max_chars and '"""' not in body:
+            found.append((offsets[row], body))
+    return sorted(rng.sample(found, min(count, len(found))))
 
 
 def _ms(samples: list[float]) -> str:
@@ -142,48 +148,49 @@ async def run(args: argparse.Namespace) -> None:
     print(f"model ready after {time.perf_counter() - began:.1f} s; file: {text.count(chr(10))} lines")
 
     uri, version = "file:///bench/typing_module.py", 1
-    positions = _positions(text, args.points, rng)
-    every_request: list[float] = []  # each keystroke's request, superseded ones included
-    after_pause: list[float] = []  # the last request of each burst: what the user waits for
-    shown = 0
-    for row, column, rest in positions:
-        # Open the file with this line cut at `column`, then retype `--chars` characters of it.
-        lines = text.split("\n")
-        lines[row] = lines[row][:column]
+    seen: list[float] = []  # keystroke -> answer, for the answers the user saw (not superseded)
+    shown = keystrokes = 0
+    for offset, source in _functions(text, args.functions, rng, args.max_chars):
+        # Open the file without this function, then type it back.
+        before, after = text[:offset], text[offset + len(source) :]
         version += 1
         client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
         client.notify(
             "textDocument/didOpen",
-            {"textDocument": {"uri": uri, "languageId": "python", "version": version, "text": "\n".join(lines)}},
+            {"textDocument": {"uri": uri, "languageId": "python", "version": version, "text": before + after}},
         )
-        in_flight: list[tuple[float, int, asyncio.Future]] = []
-        for offset in range(args.chars + 1):
-            if offset:
-                version += 1
-                position = {"line": row, "character": column + offset - 1}
-                change = {"range": {"start": position, "end": position}, "text": rest[offset - 1]}
-                client.notify(
-                    "textDocument/didChange",
-                    {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]},
-                )
+        row, column = before.count("\n"), len(before) - (before.rfind("\n") + 1)
+        pending: tuple[float, int, asyncio.Future] | None = None
+        for char in source:
+            version += 1
+            position = {"line": row, "character": column}
+            change = {"range": {"start": position, "end": position}, "text": char}
+            client.notify(
+                "textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]}
+            )
+            row, column = (row + 1, 0) if char == "\n" else (row, column + 1)
+            if pending is not None and pending[2].done():
+                seen.append(client.answered_at[pending[1]] - pending[0])
+                shown += bool(pending[2].result() and pending[2].result()["items"])
             params = {
                 "textDocument": {"uri": uri},
-                "position": {"line": row, "character": column + offset},
+                "position": {"line": row, "character": column},
                 "context": {"triggerKind": 2},
             }
-            in_flight.append((time.perf_counter(), *client.request("textDocument/inlineCompletion", params)))
-            await asyncio.sleep(args.keystroke_ms / 1000)
-        for sent, msg_id, future in in_flight:
-            result = await future
-            every_request.append(client.answered_at[msg_id] - sent)
+            pending = (time.perf_counter(), *client.request("textDocument/inlineCompletion", params))
+            keystrokes += 1
+            pause = args.pause_ms if char == "\n" else args.keystroke_ms
+            await asyncio.sleep(pause / 1000)
+        if pending is not None:
+            result = await pending[2]
+            seen.append(client.answered_at[pending[1]] - pending[0])
             shown += bool(result and result["items"])
-        after_pause.append(every_request[-1])
     server = await client.call("blockfill/stats", {})
 
     # Cancel-to-idle: jobs made long (thousands of steps, no early stop), cancelled once they run.
-    client.notify("workspace/didChangeConfiguration", {"settings": {"maxSteps": 5000, "confidenceThreshold": 0}})
+    slow = {"maxSteps": 5000, "lineSteps": 5000, "confidenceThreshold": 0, "refineSteps": 0}
+    client.notify("workspace/didChangeConfiguration", {"settings": slow})
     cancel_client_side: list[float] = []
-    row, column, _ = positions[0]
     for index in range(args.cancels):
         params = {"textDocument": {"uri": uri}, "position": {"line": row, "character": column}}
         params["context"] = {"triggerKind": 1}
@@ -199,10 +206,11 @@ async def run(args: argparse.Namespace) -> None:
     after_cancels = await client.call("blockfill/stats", {})
     await client.stop()
 
-    print(f"inline completion latency, last keystroke of a burst (client-side): {_ms(after_pause)}")
-    print(f"inline completion latency, every keystroke (client-side): {_ms(every_request)}")
-    print(f"answers with an item: {shown} of {len(every_request)}")
-    _print_server("server latency", server["latencyMs"])
+    print(f"{keystrokes} keystrokes; answers seen before the next keystroke (or at the end): {len(seen)}")
+    print(f"keystroke-to-completion latency of the answers seen (client-side): {_ms(seen)}; with an item: {shown}")
+    _print_server("server latency, all modes", server["latencyMs"])
+    for mode, figure in sorted(server["latencyByModeMs"].items()):
+        _print_server(f"server latency, {mode} mode", figure)
     _print_server("time outside the model", server["outsideModelMs"])
     _print_server("time outside engine.complete() (the server's own)", server["outsideEngineMs"])
     _print_server("typing-cache hit", server["cacheHitMs"])
@@ -218,9 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--lines", type=int, default=3000)
-    parser.add_argument("--points", type=int, default=30, help="places in the file where typing is replayed")
-    parser.add_argument("--chars", type=int, default=5, help="characters typed at each place")
-    parser.add_argument("--keystroke-ms", type=float, default=60.0)
+    parser.add_argument("--functions", type=int, default=4, help="functions deleted and typed back")
+    parser.add_argument("--max-chars", type=int, default=400, help="longest function to pick, in characters")
+    parser.add_argument("--keystroke-ms", type=float, default=80.0, help="between keystrokes within a line")
+    parser.add_argument("--pause-ms", type=float, default=400.0, help="at each line's end")
     parser.add_argument("--cancels", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="engine setting for the server")
