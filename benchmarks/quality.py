@@ -94,6 +94,7 @@ def main() -> None:
             for stage, text in (("raw", completion.raw_text), ("shown", completion.text)):
                 flaws[stage]["syntax"] += adds_syntax_error(text, completion)
                 flaws[stage]["repeat"] += repeats_suffix(text, task["suffix"])
+                flaws[stage]["shown"] += bool(text.strip())
                 if args.suite == "santacoder":
                     oks.append(first_line(text) == first_line(task["canonical_solution"]))
                 else:
@@ -113,9 +114,11 @@ def main() -> None:
     print(f"  before post-processing: {metric} {100 * raw_ok / n:.1f} %")
     for stage in ("raw", "shown"):
         f = flaws[stage]
+        shown = max(1, f["shown"])
         print(
-            f"  {stage}: adds a syntax error {100 * f['syntax'] / n:.1f} %, "
-            f"repeats the suffix {100 * f['repeat'] / n:.1f} %"
+            f"  {stage}: non-empty {100 * f['shown'] / n:.1f} %; of all tasks adds a syntax error "
+            f"{100 * f['syntax'] / n:.1f} %, repeats the suffix {100 * f['repeat'] / n:.1f} %; of the non-empty ones "
+            f"{100 * f['syntax'] / shown:.1f} % and {100 * f['repeat'] / shown:.1f} %"
         )
     p95 = sorted(seconds)[int(0.95 * (len(seconds) - 1))]
     print(

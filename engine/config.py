@@ -31,6 +31,7 @@ class EngineConfig:
     max_suffix_tokens: int = 256  # context after the cursor (likewise capped)
     line_canvas: int = 24  # canvas tokens for a rest-of-line completion
     block_canvas: int = 128  # canvas tokens for a block completion (capped by the model's largest canvas)
+    drop_syntax_errors: bool = True  # show nothing rather than a completion that adds a syntax error
 
 
 Config = TypeVar("Config")

@@ -19,7 +19,7 @@ from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import DenoiseSettings, denoise, encode_prompts
 from engine.errors import InputError
 from engine.models.loading import LoadedModel, load_model
-from engine.postprocess import Candidate, postprocess
+from engine.postprocess import Candidate, PostprocessOptions, postprocess
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
 
 
@@ -121,6 +121,7 @@ class Engine:
         self.refine_settings = dataclasses.replace(
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
+        self.postprocess_options = PostprocessOptions(drop_syntax_errors=config.drop_syntax_errors)
         self._prompt_cache: _PromptCache | None = None
         self._suggestion: _Suggestion | None = None
 
@@ -209,7 +210,7 @@ class Engine:
         for row, index in enumerate(members):
             context, warnings = plans[index]
             raw = self._decode_middle(result.tokens[row].tolist())
-            ranked = postprocess([Candidate(text=raw, score=result.confidence[row])], context)
+            ranked = postprocess([Candidate(text=raw, score=result.confidence[row])], context, self.postprocess_options)
             text = ranked[0].text if ranked else ""
             completions.append(
                 Completion(

@@ -1,6 +1,7 @@
 """Cut a completion where its scope ends: in line mode after the first line, in block mode before the first
-line that dedents below the block it started in. A model that runs on past the block writes code the suffix
-already has, or code the user did not ask for.
+line that dedents below the block it started in, or, at the top level, after the first definition (a return to
+column 0 after indented lines). A model that runs on past the block writes code the suffix already has, or
+code the user did not ask for.
 """
 
 from dataclasses import replace
@@ -23,11 +24,19 @@ def limit_scope(candidate: Candidate, ctx: InfillContext) -> Candidate:
     if not indents:
         return candidate
     kept = lines[:1]
+    went_deeper = False  # an indented line came after the block's first line
     for line in lines[1:]:
-        if line.strip() and indent_width(line) < indents[0]:
-            # A dedent leaves the block; a line of closers alone (`}`, `});`) closes it and is kept.
-            if set(line) <= _CLOSING_ONLY:
+        width = indent_width(line)
+        closers_only = set(line) <= _CLOSING_ONLY
+        # A dedent leaves the block. At the top level there is nothing to dedent to: coming back to the block's
+        # column after indented lines starts a second definition nobody asked for.
+        if line.strip() and (width < indents[0] or (indents[0] == 0 and went_deeper and width == 0)):
+            if closers_only:  # a line of closers alone (`}`, `});`) closes the block and is kept
                 kept.append(line)
+                if width < indents[0]:
+                    break
+                continue
             break
+        went_deeper = went_deeper or (bool(line.strip()) and width > indents[0])
         kept.append(line)
     return replace(candidate, text="\n".join(kept).rstrip())
