@@ -14,6 +14,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from tree_sitter import Tree
 
+from engine.autoregressive import generate_middles
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import DenoiseSettings, denoise, encode_prompts
@@ -188,23 +189,13 @@ class Engine:
         ]
         began = time.perf_counter()
         batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
-        reused, cache, seed_canvas = 0, None, None
-        single = len(prompts) == 1  # an editor's request: the previous keystroke's prompt shares most of this one
-        if single:
-            request, previous = requests[members[0]], self._prompt_cache
-            if previous is not None:
-                reused = previous.reusable_tokens(prompts[0], loaded.model.config.text_config.sliding_window)
-            cache = encode_prompts(loaded.model, batch, previous.cache if reused else None, reused)
-            self._prompt_cache = _PromptCache(prompts[0], cache)  # before denoising: the cache is cropped in place
-            if self._suggestion is not None and self.config.refine_steps > 0:
-                seed = self._suggestion.refine_seed(request, canvas, self._encode, loaded.special)
-                if seed is not None:
-                    settings, seed_canvas = self.refine_settings, torch.tensor([seed])
         member_seeds = [seeds[i] for i in members]
-        result = denoise(loaded.model, batch, settings, member_seeds, should_stop, cache, seed_canvas)
-        if single:
-            tokens = result.tokens[0].tolist()
-            self._suggestion = _Suggestion(request, tokens, self._decode_middle(tokens))
+        if loaded.family == "causal":
+            result = generate_middles(loaded.model, batch, canvas, loaded.special, should_stop)
+            reused, refined = 0, False
+        else:
+            single = requests[members[0]] if len(members) == 1 else None
+            result, reused, refined = self._denoise(batch, prompts, settings, member_seeds, single, should_stop)
         seconds = (time.perf_counter() - began) / len(members)
         completions = []
         for row, index in enumerate(members):
@@ -222,10 +213,32 @@ class Engine:
                     context,
                     warnings,
                     reused,
-                    refined=seed_canvas is not None,
+                    refined,
                 )
             )
         return completions
+
+    def _denoise(self, batch, prompts, settings, seeds, single: InfillRequest | None, should_stop):
+        """Block diffusion for one group; for a single request (an editor's keystroke), reuse the previous
+        prompt's encoder cache and refine the previous suggestion. Returns (result, reused tokens, refined)."""
+        loaded = self.loaded
+        reused, cache, seed_canvas = 0, None, None
+        if single is not None:
+            previous = self._prompt_cache
+            if previous is not None:
+                reused = previous.reusable_tokens(prompts[0], loaded.model.config.text_config.sliding_window)
+            cache = encode_prompts(loaded.model, batch, previous.cache if reused else None, reused)
+            self._prompt_cache = _PromptCache(prompts[0], cache)  # before denoising: the cache is cropped in place
+            if self._suggestion is not None and self.config.refine_steps > 0:
+                canvas = batch.canvas_position_ids.shape[1]
+                seed = self._suggestion.refine_seed(single, canvas, self._encode, loaded.special)
+                if seed is not None:
+                    settings, seed_canvas = self.refine_settings, torch.tensor([seed])
+        result = denoise(loaded.model, batch, settings, seeds, should_stop, cache, seed_canvas)
+        if single is not None:
+            tokens = result.tokens[0].tolist()
+            self._suggestion = _Suggestion(single, tokens, self._decode_middle(tokens))
+        return result, reused, seed_canvas is not None
 
     def _decode_middle(self, tokens: list[int]) -> str:
         """The canvas up to its first EOS (or padding): the middle the model proposes."""

@@ -1,6 +1,9 @@
-"""Load a DiffusionGemma checkpoint for inference: "embedded", a local directory, or a hub id (offline-first).
+"""Load a checkpoint for inference: "embedded", a local directory, or a hub id (offline-first).
 
-Every way a load can fail ends in a ModelLoadError whose message says what to do, never a stack trace.
+Two model families run behind the one engine: DiffusionGemma block diffusion (the product), and causal LMs that
+fill the middle left to right (the same-size baseline of `blockfill train --set objective=ar_fim`, or a small
+pretrained model). Every way a load can fail ends in a ModelLoadError whose message says what to do, never a
+stack trace.
 """
 
 import json
@@ -9,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DiffusionGemmaForBlockDiffusion,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from engine.errors import ModelLoadError
 from engine.prompt import SpecialTokens
@@ -30,12 +40,24 @@ class ModelLimits:
 @dataclass
 class LoadedModel:
     name: str
-    model: DiffusionGemmaForBlockDiffusion
+    model: PreTrainedModel  # DiffusionGemmaForBlockDiffusion, or a causal LM when family == "causal"
     tokenizer: PreTrainedTokenizerBase
     special: SpecialTokens
     layout: str  # FIM layout, see engine.prompt
     limits: ModelLimits
     device: torch.device
+    family: str = "block_diffusion"  # or "causal": engine.autoregressive fills the middle left to right
+
+
+def _family(config) -> str:
+    """ "block_diffusion" for DiffusionGemma, "causal" for a *ForCausalLM architecture; anything else is refused."""
+    if config.model_type == "diffusion_gemma":
+        return "block_diffusion"
+    if any(name.endswith("ForCausalLM") for name in getattr(config, "architectures", None) or []):
+        return "causal"
+    raise ModelLoadError(
+        f"a {config.model_type!r} model is neither DiffusionGemma nor a causal LM; blockfill cannot fill with it"
+    )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -54,11 +76,9 @@ def _check_local_checkpoint(path: Path) -> None:
     if not config_file.is_file():
         raise ModelLoadError(f"{path} is not a model checkpoint: it has no config.json")
     try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
+        json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"{config_file} is corrupt: {err}") from err
-    if model_type != "diffusion_gemma":
-        raise ModelLoadError(f"{path} holds a {model_type!r} model; blockfill runs DiffusionGemma checkpoints")
     if not any((path / name).is_file() for name in _WEIGHT_FILES):
         raise ModelLoadError(f"{path} is a partial checkpoint: no {' or '.join(_WEIGHT_FILES)} beside config.json")
     if not (path / "tokenizer.json").is_file() and not (path / "tokenizer.model").is_file():
@@ -76,8 +96,10 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
     source = str(local) if is_local else spec
     offline = not allow_download
     try:
+        family = _family(AutoConfig.from_pretrained(source, local_files_only=offline, trust_remote_code=False))
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=False)
-        model, info = DiffusionGemmaForBlockDiffusion.from_pretrained(
+        model_class = DiffusionGemmaForBlockDiffusion if family == "block_diffusion" else AutoModelForCausalLM
+        model, info = model_class.from_pretrained(
             source, dtype=dtype, local_files_only=offline, trust_remote_code=False, output_loading_info=True
         )
     except OSError as err:
@@ -88,6 +110,8 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
             f"reaches the hub run `hf download {spec}` (and copy the cache here), or pass the checkpoint's "
             f"directory as the model."
         ) from err
+    except ModelLoadError:
+        raise
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {source} are corrupt or do not match its config: {err}") from err
     if info.get("missing_keys"):
@@ -97,7 +121,7 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
     limits = ModelLimits(
         max_prefix_tokens=getattr(config, "blockfill_max_prefix_tokens", 2048),
         max_suffix_tokens=getattr(config, "blockfill_max_suffix_tokens", 1024),
-        max_canvas=getattr(config, "blockfill_max_canvas", config.canvas_length),
+        max_canvas=getattr(config, "blockfill_max_canvas", getattr(config, "canvas_length", 256)),
     )
     return LoadedModel(
         name="blockfill-tiny" if spec == "embedded" else spec,
@@ -107,4 +131,5 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
         layout=getattr(config, "blockfill_fim_layout", "fim_text"),
         limits=limits,
         device=target,
+        family=family,
     )

@@ -8,23 +8,47 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion, Gemma4ForCausalLM
 
 
 def export_checkpoint(run_dir: Path, destination: Path) -> Path:
-    config = DiffusionGemmaConfig.from_pretrained(str(run_dir))
     train_cfg = json.loads((run_dir / "train_config.json").read_text())
+    causal = train_cfg.get("objective") == "ar_fim"
+    model_class = Gemma4ForCausalLM if causal else DiffusionGemmaForBlockDiffusion
+    config = model_class.config_class.from_pretrained(str(run_dir))
     state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
     config.blockfill_max_prefix_tokens = train_cfg["max_prefix_tokens"]
     config.blockfill_max_suffix_tokens = train_cfg["max_suffix_tokens"]
     config.blockfill_max_canvas = max(train_cfg["canvas_lengths"])
-    model = DiffusionGemmaForBlockDiffusion(config)
+    model = model_class(config)
     model.load_state_dict(state["model"])
     destination.mkdir(parents=True, exist_ok=True)
     model.to(torch.float16).save_pretrained(str(destination))
     AutoTokenizer.from_pretrained(str(run_dir / "tokenizer")).save_pretrained(str(destination))
-    (destination / "MODEL_CARD.md").write_text(model_card(run_dir, model, state, train_cfg))
+    card = baseline_card(run_dir, model, state, train_cfg) if causal else model_card(run_dir, model, state, train_cfg)
+    (destination / "MODEL_CARD.md").write_text(card)
     return destination
+
+
+def baseline_card(run_dir: Path, model: Gemma4ForCausalLM, state: dict, train_cfg: dict) -> str:
+    """A short card for the autoregressive baseline: what it is matched to, and its validation curve."""
+    curve = "\n".join(f"| {h['step']} | {h['val_lm']:.4f} | {h['val_middle']:.4f} |" for h in state["history"])
+    params = sum(p.numel() for p in model.parameters())
+    return f"""# blockfill-tiny autoregressive baseline
+
+A {params / 1e6:.1f}M-parameter dense causal LM (transformers' Gemma 4 text model) matched in size, tokenizer,
+corpus, examples and steps to the diffusion model `{train_cfg["architecture"]}`, trained by
+`blockfill train --set objective=ar_fim` on PSM FIM text (`<bos><fim_prefix> prefix <fim_suffix> suffix
+<fim_middle> middle <eos>`, next-token loss on every token). It exists to answer one question in
+benchmarks/RESULTS.md: at equal size and training, does block diffusion infill as well as autoregression?
+
+{state["step"]} steps of {train_cfg["batch_size"]} examples (AdamW, peak lr {train_cfg["lr"]}, cosine), seed
+{train_cfg["seed"]}; corpus as in {run_dir / "corpus.json"}.
+
+| step | validation loss, all tokens | validation loss, middle and EOS |
+|---|---|---|
+{curve}
+"""
 
 
 def model_card(run_dir: Path, model: DiffusionGemmaForBlockDiffusion, state: dict, train_cfg: dict) -> str:
