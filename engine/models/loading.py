@@ -91,17 +91,20 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     local = EMBEDDED_DIR if spec == "embedded" else Path(os.path.expanduser(spec))
     is_local = spec == "embedded" or local.exists() or spec.startswith((".", "/", "~"))
-    if is_local:
+    # A GGUF file (llama.cpp's format) holds a causal LM; transformers dequantizes it (needs `gguf`).
+    gguf = {"gguf_file": local.name} if spec.endswith(".gguf") else {}
+    if gguf and not local.is_file():
+        raise ModelLoadError(f"GGUF file {local} does not exist")
+    if is_local and not gguf:
         _check_local_checkpoint(local)
-    source = str(local) if is_local else spec
+    source = str(local.parent if gguf else local) if is_local else spec
     offline = not allow_download
+    options = dict(local_files_only=offline, trust_remote_code=False, **gguf)
     try:
-        family = _family(AutoConfig.from_pretrained(source, local_files_only=offline, trust_remote_code=False))
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=False)
+        family = "causal" if gguf else _family(AutoConfig.from_pretrained(source, **options))
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
         model_class = DiffusionGemmaForBlockDiffusion if family == "block_diffusion" else AutoModelForCausalLM
-        model, info = model_class.from_pretrained(
-            source, dtype=dtype, local_files_only=offline, trust_remote_code=False, output_loading_info=True
-        )
+        model, info = model_class.from_pretrained(source, dtype=dtype, output_loading_info=True, **options)
     except OSError as err:
         if is_local:
             raise ModelLoadError(f"could not read the checkpoint in {local}: {err}") from err
@@ -112,6 +115,10 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
         ) from err
     except ModelLoadError:
         raise
+    except ImportError as err:  # GGUF needs optional packages
+        raise ModelLoadError(
+            f"{spec} needs a package that is not installed ({err}); pip install 'blockfill[gguf]'"
+        ) from err
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {source} are corrupt or do not match its config: {err}") from err
     if info.get("missing_keys"):
