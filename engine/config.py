@@ -18,7 +18,7 @@ class EngineConfig:
     model: str = "embedded"  # "embedded", a local checkpoint directory, or a hub id (local cache only by default)
     device: str = "auto"  # "auto" (CUDA where present), "cpu", "cuda", "cuda:1", ...
     allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (all cores)
+    threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
     max_steps: int = 16  # denoising steps at most per block canvas
     line_steps: int = 16  # and per rest-of-line canvas (a few tokens need fewer steps)

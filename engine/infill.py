@@ -6,6 +6,7 @@ and cleans and ranks what the model wrote (engine.postprocess).
 """
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,8 +102,9 @@ class Engine:
     which the next keystroke's request reuses (`forget_previous()` drops them)."""
 
     def __init__(self, config: EngineConfig, loaded: LoadedModel | None = None):
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
+        # All cores would be torch's choice, but a step's threads wait for each other: when anything else runs
+        # (the editor, a build), one busy core makes every step wait. Measured in benchmarks/RESULTS.md.
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
         self.config = config
         self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
         limits = self.loaded.limits
