@@ -57,27 +57,21 @@ class _Suggestion:
     """What the model wrote for the last single request (an editor's keystroke), to refine on the next one."""
 
     request: InfillRequest
-    canvas: list[int]  # the final argmax canvas (middle, EOS, padding)
-    raw_text: str  # the middle that canvas decodes to
+    raw_text: str  # the middle, up to its EOS
 
     def refine_seed(self, request: InfillRequest, canvas_length: int, encode, special) -> list[int] | None:
         """A starting canvas for `request` if the user only typed at the cursor since this one, else None.
 
         Typed text that the suggestion predicted is cut from its front (the canvas shifts with the cursor);
-        anything else leaves the canvas as it was for the model to repair.
+        otherwise the old middle is kept for the model to repair. Re-encoded, so the canvas size may change
+        (a block suggestion at a line's start seeds the line-mode canvas once the user types on that line).
         """
         old, new = self.request, request
         typed = new.prefix[len(old.prefix) :]
-        if (
-            len(self.canvas) != canvas_length
-            or new.suffix != old.suffix
-            or not new.prefix.startswith(old.prefix)
-            or len(typed) > _MAX_TYPED_FOR_REFINE
-        ):
+        if new.suffix != old.suffix or not new.prefix.startswith(old.prefix) or len(typed) > _MAX_TYPED_FOR_REFINE:
             return None
-        if self.raw_text.startswith(typed):
-            return canvas_target(encode(self.raw_text[len(typed) :])[: canvas_length - 1], canvas_length, special)
-        return self.canvas
+        text = self.raw_text[len(typed) :] if self.raw_text.startswith(typed) else self.raw_text
+        return canvas_target(encode(text)[: canvas_length - 1], canvas_length, special)
 
 
 @dataclass
@@ -238,8 +232,7 @@ class Engine:
                     settings, seed_canvas = self.refine_settings, torch.tensor([seed])
         result = denoise(loaded.model, batch, settings, seeds, should_stop, cache, seed_canvas)
         if single is not None:
-            tokens = result.tokens[0].tolist()
-            self._suggestion = _Suggestion(single, tokens, self._decode_middle(tokens))
+            self._suggestion = _Suggestion(single, self._decode_middle(result.tokens[0].tolist()))
         return result, reused, seed_canvas is not None
 
     def _decode_middle(self, tokens: list[int]) -> str:

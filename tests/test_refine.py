@@ -38,3 +38,12 @@ def test_refinement_can_be_turned_off(toy_checkpoint):
     prefix, _, suffix = toy_texts("lima")
     engine.complete([_request(prefix, suffix)])
     assert not engine.complete([_request(prefix + "l", suffix)])[0].refined
+
+
+def test_a_suggestion_seeds_a_canvas_of_another_size(toy_checkpoint):
+    """A block suggestion made at a line's start seeds the line-mode canvas once the user types on that line."""
+    engine = Engine(EngineConfig(model=str(toy_checkpoint), device="cpu", refine_steps=2))
+    prefix, _, suffix = toy_texts("india")
+    engine.complete([_request(prefix, suffix)])
+    wider = engine.complete([InfillRequest(prefix + "i", suffix, "python", canvas_tokens=CANVAS + 4, force=True)])[0]
+    assert wider.refined and wider.steps <= 2
