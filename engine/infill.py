@@ -6,6 +6,7 @@ and cleans and ranks what the model wrote (engine.postprocess).
 """
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -119,6 +120,7 @@ class Engine:
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
         self.postprocess_options = PostprocessOptions(drop_syntax_errors=config.drop_syntax_errors)
+        self._line_tokens = functools.lru_cache(maxsize=1 << 16)(self.count_tokens)
         self._prompt_cache: _PromptCache | None = None
         self._suggestion: _Suggestion | None = None
 
@@ -129,6 +131,15 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
+    def _budget_tokens(self, text: str) -> int:
+        """Tokens of `text` for cutting the context, summed over its lines, each counted once and remembered.
+
+        Context building counts the same lines keystroke after keystroke; a line's count is its own tokens,
+        which differs from the whole text's by at most one token at a line break. The prompt itself is
+        tokenized exactly and truncated to the budget, so the approximation never overflows it.
+        """
+        return sum(self._line_tokens(line) for line in text.splitlines(keepends=True))
+
     def _encode(self, text: str) -> list[int]:
         return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -138,7 +149,7 @@ class Engine:
             raise InputError("the text contains NUL bytes: a binary file cannot be completed")
         text = request.prefix + request.suffix
         context, warnings = build_context(
-            text, len(request.prefix), request.language, self.count_tokens, self.budget, request.tree
+            text, len(request.prefix), request.language, self._budget_tokens, self.budget, request.tree
         )
         if context.mode == "skip" and request.force:
             context = dataclasses.replace(context, mode="line", canvas_tokens=self.budget.line_canvas)
