@@ -21,7 +21,7 @@ class EngineConfig:
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
     max_steps: int = 16  # denoising steps at most per block canvas
-    line_steps: int = 16  # and per rest-of-line canvas (a few tokens need fewer steps)
+    line_steps: int = 8  # and per rest-of-line canvas (24 tokens: half the steps, measured in RESULTS.md)
     refine_steps: int = 2  # after a keystroke, steps that repair the previous suggestion (0: start from noise)
     entropy_bound: float = 0.1  # entropy-bound sampler: how much uncertainty one step may accept
     t_max: float = 0.8  # temperature at the first denoising step
