@@ -2,10 +2,11 @@
 without incremental parsing pays per request) against an incremental edit + build_context (what
 ParsedDocument pays per keystroke). Prints medians over --runs.
 
-    python -m benchmarks.context_speed [--lines 3000] [--runs 200] [--tokenizer path/to/tokenizer.json]
+    python -m benchmarks.context_speed [--lines 3000] [--runs 200] [--tokenizer tokenizer.json | --model embedded]
 
 Without --tokenizer, tokens are counted by a stand-in (~3 UTF-8 bytes a token); a real `tokenizers` file
-shows what the model's counter adds.
+shows what counting every cut with the model's tokenizer adds; --model uses the engine's own counter (the
+model's tokenizer, per line, cached across requests), which is what the language server pays.
 """
 
 import argparse
@@ -51,8 +52,14 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--tokenizer", help="a tokenizers tokenizer.json to count tokens with")
+    parser.add_argument("--model", help="count with this model's engine counter, e.g. embedded")
     args = parser.parse_args()
-    if args.tokenizer:
+    if args.model:
+        from engine.config import EngineConfig
+        from engine.infill import Engine
+
+        count = Engine(EngineConfig(model=args.model)).budget_tokens
+    elif args.tokenizer:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(args.tokenizer)
@@ -85,7 +92,8 @@ def main() -> None:
         "postprocess, 2 candidates": _median_ms(lambda: postprocess(candidates, ctx), args.runs),
     }
     print(f"{text.count(chr(10))} lines, {len(text.encode())} bytes, {args.runs} runs, median ms")
-    print(f"counter: {'tokenizer ' + args.tokenizer if args.tokenizer else 'stand-in (~3 bytes a token)'}")
+    counter = f"engine of {args.model}" if args.model else args.tokenizer or "stand-in (~3 bytes a token)"
+    print(f"counter: {counter}")
     for name, ms in figures.items():
         print(f"  {name:45s} {ms:8.3f}")
 

@@ -131,7 +131,7 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
-    def _budget_tokens(self, text: str) -> int:
+    def budget_tokens(self, text: str) -> int:
         """Tokens of `text` for cutting the context, summed over its lines, each counted once and remembered.
 
         Context building counts the same lines keystroke after keystroke; a line's count is its own tokens,
@@ -149,7 +149,7 @@ class Engine:
             raise InputError("the text contains NUL bytes: a binary file cannot be completed")
         text = request.prefix + request.suffix
         context, warnings = build_context(
-            text, len(request.prefix), request.language, self._budget_tokens, self.budget, request.tree
+            text, len(request.prefix), request.language, self.budget_tokens, self.budget, request.tree
         )
         if context.mode == "skip" and request.force:
             context = dataclasses.replace(context, mode="line", canvas_tokens=self.budget.line_canvas)
