@@ -94,7 +94,7 @@ async def test_debounce_applies_to_automatic_requests_only_and_not_right_after_a
 
 async def test_cancel_request_stops_the_engine_between_two_steps(client):
     # A job that would run for many seconds: thousands of steps, never confident enough to stop early.
-    await configure(client, {"maxSteps": 5000, "confidenceThreshold": 0.0})
+    await configure(client, {"maxSteps": 5000, "lineSteps": 5000, "confidenceThreshold": 0.0})
     try:
         text, character = toy_document("delta")
         uri = open_document(client, text)
@@ -116,6 +116,6 @@ async def test_cancel_request_stops_the_engine_between_two_steps(client):
         assert figures["cancelToIdleMs"]["count"] == before + 1
         assert figures["cancelToIdleMs"]["p95"] < 1000 and idle_after < 2.0, (figures, idle_after)
     finally:
-        await configure(client, {"maxSteps": 16, "confidenceThreshold": 0.005})
+        await configure(client, {"maxSteps": 16, "lineSteps": 8, "confidenceThreshold": 0.005})
     result = await client.text_document_inline_completion_async(inline_params(uri, 0, character, invoked=True))
     assert "delta" in [item.insert_text for item in result.items]  # and the server goes on serving
