@@ -47,21 +47,12 @@ ARCHITECTURES: dict[str, TinyArchitecture] = {
 }
 
 
-def build_config(
-    arch: TinyArchitecture,
-    vocab_size: int,
-    special_ids: dict[str, int],
-    canvas_length: int = 32,
-    fim_layout: str = "suffix_after_canvas",
-) -> DiffusionGemmaConfig:
-    """A DiffusionGemmaConfig for `arch`, with the last layer global and the rest sliding (as the family does)."""
-    if fim_layout not in FIM_LAYOUTS:
-        raise ValueError(f"unknown FIM layout {fim_layout!r}; expected one of {FIM_LAYOUTS}")
-    layer_types = ["sliding_attention"] * (arch.layers - 1) + ["full_attention"]
-    text = DiffusionGemmaTextConfig(
+def shared_text_settings(arch: TinyArchitecture, vocab_size: int, special_ids: dict[str, int]) -> dict:
+    """Config fields the diffusion model and its autoregressive baseline share: vocabulary, width, depth,
+    attention (the last layer global, the rest sliding, as the family does) and special token ids."""
+    return dict(
         vocab_size=vocab_size,
         hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
         num_hidden_layers=arch.layers,
         num_attention_heads=arch.heads,
         num_key_value_heads=arch.kv_heads,
@@ -69,14 +60,30 @@ def build_config(
         global_head_dim=arch.head_dim,
         num_global_key_value_heads=arch.kv_heads,
         sliding_window=arch.sliding_window,
-        num_experts=arch.experts,
-        top_k_experts=arch.top_k_experts,
-        moe_intermediate_size=arch.expert_size,
         max_position_embeddings=8192,
-        layer_types=layer_types,
+        layer_types=["sliding_attention"] * (arch.layers - 1) + ["full_attention"],
         pad_token_id=special_ids["pad"],
         eos_token_id=special_ids["eos"],
         bos_token_id=special_ids["bos"],
+    )
+
+
+def build_config(
+    arch: TinyArchitecture,
+    vocab_size: int,
+    special_ids: dict[str, int],
+    canvas_length: int = 32,
+    fim_layout: str = "suffix_after_canvas",
+) -> DiffusionGemmaConfig:
+    """A DiffusionGemmaConfig for `arch`."""
+    if fim_layout not in FIM_LAYOUTS:
+        raise ValueError(f"unknown FIM layout {fim_layout!r}; expected one of {FIM_LAYOUTS}")
+    text = DiffusionGemmaTextConfig(
+        **shared_text_settings(arch, vocab_size, special_ids),
+        intermediate_size=arch.intermediate_size,
+        num_experts=arch.experts,
+        top_k_experts=arch.top_k_experts,
+        moe_intermediate_size=arch.expert_size,
     )
     return DiffusionGemmaConfig(
         text_config=text,

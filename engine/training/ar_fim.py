@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion, Gemma4ForCausalLM, Gemma4TextConfig
 
-from engine.models.configs import TinyArchitecture, build_config
+from engine.models.configs import TinyArchitecture, build_config, shared_text_settings
 from engine.prompt import SpecialTokens, build_prompt
 from engine.training.examples import FimExample
 
@@ -32,23 +32,10 @@ def build_ar_config(arch: TinyArchitecture, vocab_size: int, special_ids: dict[s
 
     def config(intermediate: int) -> Gemma4TextConfig:
         return Gemma4TextConfig(
-            vocab_size=vocab_size,
-            hidden_size=arch.hidden_size,
+            **shared_text_settings(arch, vocab_size, special_ids),
             intermediate_size=intermediate,
-            num_hidden_layers=arch.layers,
-            num_attention_heads=arch.heads,
-            num_key_value_heads=arch.kv_heads,
-            head_dim=arch.head_dim,
-            global_head_dim=arch.head_dim,
-            num_global_key_value_heads=arch.kv_heads,
-            sliding_window=arch.sliding_window,
-            layer_types=["sliding_attention"] * (arch.layers - 1) + ["full_attention"],
-            max_position_embeddings=8192,
             hidden_size_per_layer_input=0,  # no per-layer input embeddings: they would add a second vocabulary
             vocab_size_per_layer_input=vocab_size,
-            pad_token_id=special_ids["pad"],
-            eos_token_id=special_ids["eos"],
-            bos_token_id=special_ids["bos"],
             blockfill_fim_layout=AR_LAYOUT,
             blockfill_architecture=arch.__dict__,
         )
