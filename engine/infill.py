@@ -40,7 +40,7 @@ class InfillRequest:
 class Completion:
     text: str  # what to insert at the hole, after post-processing ("" when nothing is worth showing)
     raw_text: str  # what the model wrote, cut at its end-of-sequence
-    steps: int  # denoising steps taken
+    steps: int  # denoising steps taken (a causal model: forwards, i.e. tokens written up to its EOS)
     seconds: float  # wall time of the denoising batch this request ran in, divided by its size
     confidence: float  # mean max-probability over the canvas, 0..1
     context: InfillContext
