@@ -35,10 +35,12 @@ from engine.languages import language_from_path
 
 def _explain(task: Task, completion: Completion) -> str:
     c = completion.context
+    dropped = completion.raw_text.strip() and not completion.text
     return (
         f"[{task.task_id}] mode={c.mode} canvas={c.canvas_tokens} tokens; language={c.language}; "
         f"prefix kept from char {c.prefix_start} ({c.prefix_tokens} tokens), suffix up to char {c.suffix_end} "
         f"({c.suffix_tokens} tokens); {completion.steps} steps, {completion.seconds * 1000:.0f} ms; {c.reason}"
+        + (f"\n  nothing kept of the model's {len(completion.raw_text)} characters" if dropped else "")
         + "".join(f"\n  warning: {w}" for w in completion.warnings)
     )
 
@@ -61,7 +63,10 @@ def cmd_infill(args: argparse.Namespace) -> int:
     source, output = Path(args.input), Path(args.output) if args.output else None
     if output is not None and output.resolve() == source.resolve():
         raise BlockfillError("--output must not be the input file: blockfill never overwrites its input")
-    config = with_overrides({"model": args.model, "seed": args.seed, **parse_assignments(args.set or [])})
+    # A batch names its holes: it gets the model's post-processed text even where it adds a syntax error (an
+    # editor shows nothing there instead); `--set drop_syntax_errors=true` asks for the editor's behaviour.
+    settings = {"model": args.model, "seed": args.seed, "drop_syntax_errors": False}
+    config = with_overrides({**settings, **parse_assignments(args.set or [])})
     if not is_jsonl(source):
         pieces = split_holes(read_source(source), args.hole_marker)
         tasks = holes_as_tasks(pieces, source.name, args.language or language_from_path(str(source)))
