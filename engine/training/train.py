@@ -49,7 +49,7 @@ class TrainConfig:
     canvas_lengths: list[int] = field(default_factory=lambda: [16, 32, 64])  # one is drawn per step
     max_prefix_tokens: int = 256  # prompt budget before the hole
     max_suffix_tokens: int = 64  # and after it
-    ar_loss_weight: float = 0.5  # weight of the encoder's next-token loss
+    ar_loss_weight: float = 1.0  # weight of the encoder's next-token loss (1.0 beat 0.5: RESULTS.md, ablations)
     padding_weight: float = 0.2  # canvas-loss weight of padding after the EOS: easy tokens that would swamp the middle
     self_conditioning_rate: float = 0.5  # share of rows that get the previous prediction fed back
     eval_every: int = 200  # steps between validation losses
