@@ -48,12 +48,18 @@ async function ghostLines(page) {
   return lines.map((line) => line.replace(/\u00a0/g, ' ').replace(/\s+$/, '')).filter((line) => line.trim());
 }
 
+/**
+ * Ghost text once it has settled: two reads 300 ms apart agree. While VS Code swaps alternatives or fills a
+ * block's view zone, a single read can catch a state that is neither the old ghost nor the new one.
+ */
 async function waitGhost(page, what, previous) {
   return waitFor(async () => {
     const lines = await ghostLines(page);
     if (!lines.length) return undefined;
     if (previous !== undefined && lines.join('\n') === previous.join('\n')) return undefined;
-    return lines;
+    await sleep(300);
+    const again = await ghostLines(page);
+    return again.join('\n') === lines.join('\n') ? lines : undefined;
   }, TIMEOUT, what);
 }
 
