@@ -24,8 +24,6 @@ Tokens per forward: canvas tokens committed per denoiser forward, the canvas bei
 """
 
 import argparse
-import gzip
-import json
 import random
 import statistics
 import time
@@ -36,10 +34,9 @@ from pathlib import Path
 import torch
 from transformers import DiffusionGemmaForBlockDiffusion, Gemma4ForCausalLM
 
+from benchmarks.quality import DATA, load_tasks
 from engine.denoise import DenoiseSettings, denoise, encode_prompts
 from engine.prompt import SpecialTokens, build_prompt, collate_prompts
-
-TASKS = Path(__file__).resolve().parents[2] / "shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz"
 
 
 @dataclass(frozen=True)
@@ -81,9 +78,7 @@ class AutoregressiveFigures:
 
 def load_points(encode: Callable[[str], list[int]], count: int, max_prefix: int, max_suffix: int, seed: int = 0):
     """`count` random HumanEval single-line tasks, prefix cut to its last `max_prefix` tokens, suffix to its first."""
-    with gzip.open(TASKS, "rt") as handle:
-        tasks = [json.loads(line) for line in handle]
-    chosen = random.Random(seed).sample(tasks, count)
+    chosen = random.Random(seed).sample(load_tasks("single", DATA, None), count)
     return [Point(encode(t["prompt"])[-max_prefix:], encode(t["suffix"])[:max_suffix]) for t in chosen]
 
 
