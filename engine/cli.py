@@ -2,6 +2,7 @@
 
 blockfill infill --input tasks.jsonl[.gz] --output out.jsonl     JSON lines in, JSON lines out
 blockfill infill --input file.py                                  fill every <FILL> and print the file
+blockfill corpus fetch                                            download the JS/TS/Go training sources
 blockfill train [--resume]                                        train blockfill-tiny from scratch
 blockfill export --run runs/blockfill-tiny --to DIR               ship a run as a checkpoint
 blockfill serve [--tcp HOST:PORT] [--model M]                     the language server (lsp_server/cli.py)
@@ -9,6 +10,7 @@ blockfill serve [--tcp HOST:PORT] [--model M]                     the language s
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from engine.batch import (
     write_atomically,
 )
 from engine.config import EngineConfig, parse_assignments, with_overrides
-from engine.errors import BlockfillError
+from engine.errors import BlockfillError, ConfigError
 from engine.infill import Completion, Engine, InfillRequest
 from engine.languages import language_from_path
 
@@ -133,6 +135,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_fetch(args: argparse.Namespace) -> int:
+    from engine.training.corpus import collect_sources, fetch_sources
+
+    try:
+        fetch_sources(Path(args.dir))
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        raise ConfigError(f"could not fetch the corpus: {err} {detail.decode(errors='replace').strip()}") from err
+    for source in collect_sources(Path(args.dir), ("javascript", "typescript", "go")):
+        print(f"{source.language:10} {source.name} {source.version} ({source.license}): {len(source.files)} files")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from engine.training.export import export_checkpoint
 
@@ -167,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="training setting, e.g. steps=2000")
     train.set_defaults(handler=cmd_train)
+    corpus = sub.add_parser("corpus", help="manage the training corpus")
+    corpus_sub = corpus.add_subparsers(dest="action", required=True)
+    fetch = corpus_sub.add_parser("fetch", help="download the JavaScript, TypeScript and Go sources (npm, apt-get)")
+    fetch.add_argument("--dir", default="runs/corpus", help="cache directory (default runs/corpus)")
+    fetch.set_defaults(handler=cmd_corpus_fetch)
     export = sub.add_parser("export", help="write a training run as a checkpoint directory")
     export.add_argument("--run", default="runs/blockfill-tiny")
     export.add_argument("--to", required=True)

@@ -160,7 +160,7 @@ def test_export_writes_a_loadable_checkpoint_with_its_card(tmp_path, capsys):
     config = TrainConfig(
         out_dir=str(run_dir), architecture="micro", vocab_size=400, tokenizer_sample_mb=1, steps=2,
         batch_size=2, eval_every=2, eval_batches=1, save_every=2, canvas_lengths=[8],
-        max_prefix_tokens=32, max_suffix_tokens=16,
+        max_prefix_tokens=32, max_suffix_tokens=16, languages="python:1",
     )  # fmt: skip
     run_training(config, corpus_limit=40)
     assert main(["export", "--run", str(run_dir), "--to", str(tmp_path / "model")]) == 0

@@ -1,15 +1,55 @@
 """The training corpus: the interpreter's standard library plus the sources of permissively licensed packages.
 
-Files are split into train and validation by a hash of their path, so the split is stable across runs and
-machines. Benchmark data (`../shared/data`) is never read here.
+Python comes from what is installed. JavaScript and TypeScript come from pinned npm packages that ship their
+hand-written sources, and Go from Debian's package of its standard library: `blockfill corpus fetch` downloads
+them with the ordinary clients (npm, apt-get) into a cache directory, once. Files are split into train and
+validation by a hash of their path, so the split is stable across runs and machines. Benchmark data
+(`../shared/data`) is never read here.
 """
 
 import hashlib
 import importlib.metadata
+import json
+import subprocess
 import sys
 import sysconfig
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.errors import ConfigError
+
+DEFAULT_CACHE = Path("runs/corpus")
+LANGUAGE_SUFFIXES = {
+    "python": (".py",),
+    "javascript": (".js", ".mjs", ".cjs"),
+    "typescript": (".ts",),
+    "go": (".go",),
+}
+# npm packages whose tarballs hold hand-written sources (not only bundles); licences are read from package.json.
+NPM_PACKAGES = (
+    "lodash@4.17.21",
+    "express@4.21.2",
+    "eslint@9.17.0",
+    "webpack@5.97.1",
+    "three@0.171.0",
+    "axios@1.7.9",
+    "mocha@11.0.1",
+    "preact@10.25.3",
+    "rxjs@7.8.1",
+    "effect@3.12.0",
+    "@trpc/server@11.0.0",
+    "mobx@6.13.5",
+    "@tanstack/query-core@5.62.8",
+    "immer@10.1.1",
+)
+# Debian packages of sources: (package, directory inside it, licence as its copyright file states it).
+DEBIAN_PACKAGES = (("golang-1.19-src", "usr/share/go-1.19/src", "BSD-3-Clause"),)
+_SKIP_DIRS = ("dist", "node_modules", "testdata", "vendor", "build")  # bundles, fixtures and copies
+MAX_LINE_CHARS = 400  # longer lines mean minified or generated code
 
 # Installed distributions whose Python sources we train on (their licences are checked at run time).
 PACKAGES = (
@@ -51,6 +91,7 @@ class Source:
     version: str
     license: str
     files: tuple[Path, ...]
+    language: str = "python"
 
 
 def _licence(dist: importlib.metadata.Distribution) -> str:
@@ -62,21 +103,115 @@ def _licence(dist: importlib.metadata.Distribution) -> str:
     return text.strip()[:80]
 
 
-def _python_files(root: Path, skip_dirs: tuple[str, ...] = ()) -> tuple[Path, ...]:
+def _is_hand_written(path: Path) -> bool:
+    if path.name.endswith((".d.ts", ".min.js")) or not 0 < path.stat().st_size <= MAX_FILE_BYTES:
+        return False
+    try:
+        return max(map(len, path.read_text(encoding="utf-8").splitlines()), default=0) <= MAX_LINE_CHARS
+    except (UnicodeDecodeError, OSError):
+        return False
+
+
+def _source_files(root: Path, language: str, skip_dirs: tuple[str, ...] = ()) -> tuple[Path, ...]:
     files = []
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(root.rglob("*")):
+        if path.suffix not in LANGUAGE_SUFFIXES[language] or not path.is_file():
+            continue
         if any(part in skip_dirs for part in path.relative_to(root).parts):
             continue
-        if path.is_file() and 0 < path.stat().st_size <= MAX_FILE_BYTES:
+        # Python keeps the size rule alone, as blockfill-tiny's first 900 steps saw it.
+        keep = 0 < path.stat().st_size <= MAX_FILE_BYTES if language == "python" else _is_hand_written(path)
+        if keep:
             files.append(path)
     return tuple(files)
 
 
-def collect_sources() -> list[Source]:
+def _npm_dir(cache: Path, spec: str) -> Path:
+    return cache / "npm" / spec.replace("/", "__")
+
+
+def _debian_dir(cache: Path, package: str) -> Path:
+    return cache / "debian" / package
+
+
+def fetch_sources(cache: Path = DEFAULT_CACHE) -> None:
+    """Download the npm and Debian sources into `cache`, skipping what is already there. Each package is unpacked
+    beside its final place and renamed into it, so an interrupted fetch leaves nothing half-written."""
+    for spec in NPM_PACKAGES:
+        target = _npm_dir(cache, spec)
+        if not target.exists():
+            with _staging(target) as tmp:
+                pack = ["npm", "pack", "--silent", "--pack-destination", tmp, spec]
+                subprocess.run(pack, check=True, capture_output=True)
+                with tarfile.open(next(Path(tmp).glob("*.tgz"))) as archive:
+                    archive.extractall(Path(tmp) / "out", filter="data")
+    for package, _, _ in DEBIAN_PACKAGES:
+        target = _debian_dir(cache, package)
+        if not target.exists():
+            with _staging(target) as tmp:
+                download = ["apt-get", "download", package]
+                if subprocess.run(download, cwd=tmp, capture_output=True).returncode != 0:
+                    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)  # a fresh machine
+                    subprocess.run(download, cwd=tmp, check=True, capture_output=True)
+                deb = next(Path(tmp).glob("*.deb"))
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "out")], check=True, capture_output=True)
+                (Path(tmp) / "out" / "VERSION").write_text(deb.name.split("_")[1])
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[str]:
+    """A temporary directory beside `target`; its `out` folder becomes `target` when the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        yield tmp
+        (Path(tmp) / "out").rename(target)
+
+
+def _npm_sources(cache: Path) -> list[Source]:
+    sources = []
+    for spec in NPM_PACKAGES:
+        root = _npm_dir(cache, spec) / "package"
+        if not root.exists():
+            continue
+        meta = json.loads((root / "package.json").read_text())
+        licence = str(meta.get("license", "unknown"))
+        if not any(word.lower() in licence.lower() for word in _PERMISSIVE):
+            continue
+        for language in ("javascript", "typescript"):
+            files = _source_files(root, language, _SKIP_DIRS)
+            if files:
+                sources.append(Source(meta["name"], meta["version"], licence, files, language))
+    return sources
+
+
+def _debian_sources(cache: Path) -> list[Source]:
+    sources = []
+    for package, subdir, licence in DEBIAN_PACKAGES:
+        target = _debian_dir(cache, package)
+        if target.exists():
+            files = _source_files(target / subdir, "go", _SKIP_DIRS)
+            sources.append(Source(package, (target / "VERSION").read_text(), licence, files, "go"))
+    return sources
+
+
+def collect_sources(cache: Path = DEFAULT_CACHE, languages: tuple[str, ...] = ("python",)) -> list[Source]:
+    """Every source of the wanted languages: the standard library, the allow-listed installed packages that are
+    permissively licensed, and what `fetch_sources` put in `cache`. A wanted language with no files is an error."""
+    sources = _python_sources() if "python" in languages else []
+    sources += [s for s in _npm_sources(cache) + _debian_sources(cache) if s.language in languages]
+    missing = set(languages) - {s.language for s in sources if s.files}
+    if missing:
+        raise ConfigError(
+            f"no training sources for {', '.join(sorted(missing))} in {cache}: run `blockfill corpus fetch` first"
+        )
+    return sources
+
+
+def _python_sources() -> list[Source]:
     """The standard library and every allow-listed package that is installed and permissively licensed."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     version = ".".join(map(str, sys.version_info[:3]))
-    sources = [Source("cpython-stdlib", version, "PSF-2.0", _python_files(stdlib, ("site-packages", "test")))]
+    sources = [Source("cpython-stdlib", version, "PSF-2.0", _source_files(stdlib, "python", ("site-packages", "test")))]
     for name in PACKAGES:
         try:
             dist = importlib.metadata.distribution(name)
@@ -87,7 +222,7 @@ def collect_sources() -> list[Source]:
             continue
         top = (dist.read_text("top_level.txt") or name).split()
         roots = [Path(str(dist.locate_file(t))) for t in top]
-        files = tuple(f for r in roots if r.is_dir() for f in _python_files(r))
+        files = tuple(f for r in roots if r.is_dir() for f in _source_files(r, "python"))
         if files:
             sources.append(Source(name, dist.version, licence, files))
     return sources

@@ -57,7 +57,11 @@ def model_card(run_dir: Path, model: DiffusionGemmaForBlockDiffusion, state: dic
     last = history[-1] if history else {}
     params = sum(p.numel() for p in model.parameters())
     arch = model.config.blockfill_architecture
-    rows = "\n".join(f"| {c['name']} | {c['version']} | {c['license']} | {c['files']} |" for c in corpus)
+    rows = "\n".join(
+        f"| {c['name']} | {c.get('language', 'python')} | {c['version']} | {c['license']} | {c['files']} |"
+        for c in corpus
+    )
+    languages = ", ".join(sorted({c.get("language", "python") for c in corpus}))
     curve = "\n".join(f"| {h['step']} | {h['val_canvas']:.4f} | {h['val_ar']:.4f} |" for h in history)
     return f"""# blockfill-tiny
 
@@ -90,9 +94,10 @@ encoder next-token loss {last.get("val_ar", float("nan")):.4f}.
 {curve}
 
 ## Corpus
-Python sources only; never `../shared/data` (the benchmarks).
+Languages: {languages}, drawn per example with the shares `{train_cfg.get("languages", "python:1")}`; never
+`../shared/data` (the benchmarks).
 
-| source | version | licence | files |
-|---|---|---|---|
+| source | language | version | licence | files |
+|---|---|---|---|---|
 {rows}
 """

@@ -28,7 +28,7 @@ from engine.models.configs import ARCHITECTURES, build_config
 from engine.models.loading import resolve_device
 from engine.prompt import PromptBatch, SpecialTokens, build_prompt, canvas_target, collate_prompts
 from engine.training.ar_fim import ar_fim_loss, build_ar_config, collate_ar
-from engine.training.corpus import collect_sources, is_validation, read_texts
+from engine.training.corpus import LANGUAGE_SUFFIXES, collect_sources, is_validation, read_texts
 from engine.training.examples import FimExample, sample_example
 from engine.training.tokenizer import save_tokenizer, train_tokenizer
 
@@ -57,6 +57,9 @@ class TrainConfig:
     save_every: int = 50  # steps between checkpoints
     seed: int = 0
     device: str = "auto"  # "auto": CUDA where present, else CPU
+    languages: str = "python:0.7,javascript:0.12,typescript:0.08,go:0.1"  # share of examples drawn from each
+    corpus_dir: str = "runs/corpus"  # where `blockfill corpus fetch` put the non-Python sources
+    precision: str = "auto"  # forward passes under bf16 autocast ("bf16"), or not ("fp32"); "auto": bf16 where native
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,19 @@ def fim_loss(
     return loss, {"canvas": canvas_loss.item(), "ar": ar_loss.item()}
 
 
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """bf16 autocast where the hardware runs it natively: 1.35x faster steps on an AVX512-BF16 CPU (RESULTS.md)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', not {precision!r}")
+    if precision == "fp32":
+        return None
+    if device.startswith("cuda"):
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if precision == "bf16" or native else None
+
+
 def _learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -138,11 +154,31 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-class ExampleStream:
-    """Random FIM batches from a list of texts, reproducible from a seed; both objectives see the same examples."""
+def language_weights(spec: str) -> dict[str, float]:
+    """`"python:0.7,go:0.3"` -> `{"python": 0.7, "go": 0.3}`, checked against the languages the corpus knows."""
+    weights = {}
+    for item in spec.split(","):
+        name, _, share = item.partition(":")
+        try:
+            weights[name.strip()] = float(share)
+        except ValueError:
+            raise ConfigError(f"languages must look like 'python:0.7,go:0.3', got {spec!r}") from None
+    unknown = set(weights) - set(LANGUAGE_SUFFIXES)
+    if unknown or not all(w > 0 for w in weights.values()):
+        raise ConfigError(f"languages: unknown {sorted(unknown)} or a share <= 0 in {spec!r}")
+    return weights
 
-    def __init__(self, texts: list[str], tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig, seed: int):
+
+class ExampleStream:
+    """Random FIM batches from texts grouped by language, reproducible from a seed; each example's language is
+    drawn by the configured shares. Both objectives see the same examples."""
+
+    def __init__(self, texts: dict[str, list[str]], tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig, seed: int):
         self.texts, self.tokenizer, self.cfg = texts, tokenizer, cfg
+        weights = {name: share for name, share in language_weights(cfg.languages).items() if texts.get(name)}
+        if not weights:
+            raise ConfigError(f"no texts for any of the languages {cfg.languages!r}")
+        self.languages, self.shares = zip(*weights.items(), strict=True)
         self.rng = random.Random(seed)
 
     def next_examples(self) -> tuple[list[FimExample], int]:
@@ -150,8 +186,9 @@ class ExampleStream:
         canvas_length = self.rng.choice(self.cfg.canvas_lengths)
         examples: list[FimExample] = []
         while len(examples) < self.cfg.batch_size:
+            language = self.rng.choices(self.languages, self.shares)[0]
             example = sample_example(
-                self.rng.choice(self.texts),
+                self.rng.choice(self.texts[language]),
                 self.tokenizer,
                 self.rng,
                 canvas_length,
@@ -216,13 +253,16 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     out.mkdir(parents=True, exist_ok=True)
     device = str(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)
-    sources = collect_sources()
-    paths = [f for s in sources for f in s.files[:corpus_limit]]
-    train_texts = read_texts([f for f in paths if not is_validation(f)])
-    val_texts = read_texts([f for f in paths if is_validation(f)])
+    sources = collect_sources(Path(cfg.corpus_dir), tuple(language_weights(cfg.languages)))
+    train_texts: dict[str, list[str]] = {}
+    val_texts: dict[str, list[str]] = {}
+    for source in sources:
+        files = source.files[:corpus_limit]
+        train_texts.setdefault(source.language, []).extend(read_texts([f for f in files if not is_validation(f)]))
+        val_texts.setdefault(source.language, []).extend(read_texts([f for f in files if is_validation(f)]))
     (out / "corpus.json").write_text(
         json.dumps(
-            [{"name": s.name, "version": s.version, "license": s.license, "files": len(s.files)} for s in sources],
+            [{**asdict(s), "files": len(s.files)} for s in sources],
             indent=1,
         )
     )
@@ -232,7 +272,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
         AutoTokenizer.from_pretrained(cfg.tokenizer_dir).save_pretrained(str(tokenizer_dir))
     if not (tokenizer_dir / "tokenizer.json").exists():
         sample, size = [], 0
-        for text in random.Random(cfg.seed).sample(train_texts, len(train_texts)):
+        every_text = [text for texts in train_texts.values() for text in texts]
+        for text in random.Random(cfg.seed).sample(every_text, len(every_text)):
             sample.append(text)
             size += len(text)
             if size > cfg.tokenizer_sample_mb * 1_000_000:
@@ -255,10 +296,12 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     generator = torch.Generator(device=device).manual_seed(cfg.seed + start)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
     began = time.time() - (history[-1]["seconds"] if history else 0)  # seconds count across resumes
+    dtype = autocast_dtype(cfg.precision, device)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(cfg, step)
-        loss, parts = batch_loss(model, cfg, stream, special, device, generator, cfg.self_conditioning_rate)
+        with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, parts = batch_loss(model, cfg, stream, special, device, generator, cfg.self_conditioning_rate)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
