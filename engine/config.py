@@ -32,6 +32,7 @@ class EngineConfig:
     line_canvas: int = 24  # canvas tokens for a rest-of-line completion
     block_canvas: int = 128  # canvas tokens for a block completion (capped by the model's largest canvas)
     drop_syntax_errors: bool = True  # show nothing rather than a completion that adds a syntax error
+    candidates: int = 1  # drafts denoised together per hole (one seed each); post-processing ranks them, best shown
 
 
 Config = TypeVar("Config")

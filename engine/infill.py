@@ -41,13 +41,28 @@ class Completion:
     text: str  # what to insert at the hole, after post-processing ("" when nothing is worth showing)
     raw_text: str  # what the model wrote, cut at its end-of-sequence
     steps: int  # denoising steps taken (a causal model: forwards, i.e. tokens written up to its EOS)
-    seconds: float  # wall time of the denoising batch this request ran in, divided by its size
+    seconds: float  # this request's share of its denoising batch's wall time (all its drafts)
     confidence: float  # mean max-probability over the canvas, 0..1
     context: InfillContext
     warnings: list[str] = field(default_factory=list)
     reused_prompt_tokens: int = 0  # prompt tokens whose encoder cache came from the previous request
     refined: bool = False  # started from the previous keystroke's suggestion instead of noise
 
+
+@dataclass(frozen=True)
+class _Draft:
+    """One denoised canvas for a hole, before post-processing."""
+
+    raw: str  # the middle up to its end-of-sequence
+    steps: int
+    seconds: float  # its share of the batch's wall time
+    confidence: float
+    reused_prompt_tokens: int
+    refined: bool
+
+
+# Drafts of one hole use seeds this far apart, so they never meet the seeds of an editor's alternatives (seed + i).
+CANDIDATE_SEED_STRIDE = 1000
 
 # Refine only while the new request extends the previous one by at most this many typed characters.
 _MAX_TYPED_FOR_REFINE = 16
@@ -164,25 +179,46 @@ class Engine:
         seeds: list[int] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[Completion]:
-        """Complete every request; those sharing a canvas size and step count are denoised together. Order is kept."""
+        """Complete every request; those sharing a canvas size and step count are denoised together, each as
+        `candidates` drafts (seeds `seed`, `seed + CANDIDATE_SEED_STRIDE`, ...) of which post-processing keeps the
+        best. Order is kept."""
         seeds = seeds if seeds is not None else [self.config.seed] * len(requests)
         plans = [self.plan(r) for r in requests]
-        results: list[Completion | None] = [None] * len(requests)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, (context, warnings) in enumerate(plans):
-            if context.mode == "skip":
-                results[index] = Completion("", "", 0, 0.0, 0.0, context, warnings)
-            else:
+        drafts: list[list[_Draft]] = [[] for _ in requests]
+        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (canvas, steps) -> rows of (request, seed)
+        for index, (context, _) in enumerate(plans):
+            if context.mode != "skip":
                 steps = self.config.line_steps if context.mode == "line" else self.config.max_steps
-                groups.setdefault((context.canvas_tokens, steps), []).append(index)
-        for (canvas, steps), members in groups.items():
+                rows = [(index, seeds[index] + j * CANDIDATE_SEED_STRIDE) for j in range(self.config.candidates)]
+                groups.setdefault((context.canvas_tokens, steps), []).extend(rows)
+        for (canvas, steps), rows in groups.items():
             settings = dataclasses.replace(self.settings, max_steps=steps)
-            completions = self._denoise_group(canvas, settings, members, requests, plans, seeds, should_stop)
-            for index, completion in zip(members, completions, strict=True):
-                results[index] = completion
-        return [r for r in results if r is not None]
+            group = self._denoise_group(canvas, settings, rows, requests, plans, should_stop)
+            for (index, _), draft in zip(rows, group, strict=True):
+                drafts[index].append(draft)
+        return [self._best(request_drafts, *plan) for request_drafts, plan in zip(drafts, plans, strict=True)]
 
-    def _denoise_group(self, canvas, settings, members, requests, plans, seeds, should_stop) -> list[Completion]:
+    def _best(self, drafts: list["_Draft"], context: InfillContext, warnings: list[str]) -> Completion:
+        """The completion to show: post-processing filters and ranks the drafts of one hole."""
+        if not drafts:  # nothing to complete here (mode "skip")
+            return Completion("", "", 0, 0.0, 0.0, context, warnings)
+        candidates = [Candidate(text=d.raw, score=d.confidence, draft=i) for i, d in enumerate(drafts)]
+        ranked = postprocess(candidates, context, self.postprocess_options)
+        chosen = drafts[ranked[0].draft] if ranked else max(drafts, key=lambda d: d.confidence)
+        return Completion(
+            ranked[0].text if ranked else "",
+            chosen.raw,
+            chosen.steps,
+            sum(d.seconds for d in drafts),
+            chosen.confidence,
+            context,
+            warnings,
+            chosen.reused_prompt_tokens,
+            chosen.refined,
+        )
+
+    def _denoise_group(self, canvas, settings, rows, requests, plans, should_stop) -> list["_Draft"]:
+        """One batched run over `rows` (request index, seed) that share a canvas size and step count."""
         loaded = self.loaded
         prompts = [
             build_prompt(
@@ -192,38 +228,29 @@ class Engine:
                 loaded.layout,
                 loaded.special,
             )
-            for i in members
+            for i, _ in rows
         ]
         began = time.perf_counter()
         batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
-        member_seeds = [seeds[i] for i in members]
         if loaded.family == "causal":
             result = generate_middles(loaded.model, batch, canvas, loaded.special, should_stop)
             reused, refined = 0, False
         else:
-            single = requests[members[0]] if len(members) == 1 else None
-            result, reused, refined = self._denoise(batch, prompts, settings, member_seeds, single, should_stop)
-        seconds = (time.perf_counter() - began) / len(members)
-        completions = []
-        for row, index in enumerate(members):
-            context, warnings = plans[index]
-            raw = self._decode_middle(result.tokens[row].tolist())
-            ranked = postprocess([Candidate(text=raw, score=result.confidence[row])], context, self.postprocess_options)
-            text = ranked[0].text if ranked else ""
-            completions.append(
-                Completion(
-                    text,
-                    raw,
-                    result.steps[row],
-                    seconds,
-                    result.confidence[row],
-                    context,
-                    warnings,
-                    reused,
-                    refined,
-                )
+            single = requests[rows[0][0]] if len(rows) == 1 else None
+            row_seeds = [seed for _, seed in rows]
+            result, reused, refined = self._denoise(batch, prompts, settings, row_seeds, single, should_stop)
+        seconds = (time.perf_counter() - began) / len(rows)
+        return [
+            _Draft(
+                self._decode_middle(result.tokens[row].tolist()),
+                result.steps[row],
+                seconds,
+                result.confidence[row],
+                reused,
+                refined,
             )
-        return completions
+            for row in range(len(rows))
+        ]
 
     def _denoise(self, batch, prompts, settings, seeds, single: InfillRequest | None, should_stop):
         """Block diffusion for one group; for a single request (an editor's keystroke), reuse the previous

@@ -17,6 +17,7 @@ class Candidate:
     text: str
     score: float  # model confidence, higher is better
     syntax_errors_added: int | None = None  # set by check_syntax; negative when it fixes errors; None: unknown
+    draft: int = 0  # which of the model's drafts for this hole it came from (engine `candidates` > 1)
 
 
 @dataclass(frozen=True)
