@@ -51,6 +51,18 @@ benchmarks/RESULTS.md: at equal size and training, does block diffusion infill a
 """
 
 
+def training_phases(run_dir: Path) -> str:
+    """The run's phases (settings changed at a resume) as a markdown list, or "" for a run in one go."""
+    path = run_dir / "phases.json"
+    phases = json.loads(path.read_text()) if path.exists() else []
+    if len(phases) < 2:
+        return ""
+    lines = [
+        f"- from step {p['from_step']}: " + ", ".join(f"`{k}={v}`" for k, v in p["changed"].items()) for p in phases[1:]
+    ]
+    return "Resumed with changed settings (the numbers above are the last phase's):\n" + "\n".join(lines) + "\n"
+
+
 def model_card(run_dir: Path, model: DiffusionGemmaForBlockDiffusion, state: dict, train_cfg: dict) -> str:
     corpus = json.loads((run_dir / "corpus.json").read_text())
     history = state["history"]
@@ -68,8 +80,8 @@ def model_card(run_dir: Path, model: DiffusionGemmaForBlockDiffusion, state: dic
 A {params / 1e6:.1f}M-parameter DiffusionGemma-architecture block-diffusion model for fill-in-the-middle code
 completion, trained from scratch by `blockfill train` (engine/training/) on a 2-core CPU. It is the embedded
 default: small enough for a laptop CPU, and the proof that the training pipeline and FIM layout run end to end.
-Trained for only {state["step"]} steps, it has learned the shape of Python (indentation, line structure,
-common identifiers) but does not yet write correct code: measured quality is in benchmarks/RESULTS.md.
+Trained for only {state["step"]} steps, it has learned the shape of code (indentation, line structure, common
+identifiers) but rarely writes correct code: measured quality is in benchmarks/RESULTS.md.
 
 ## Architecture
 {json.dumps(arch)}; vocabulary {model.config.text_config.vocab_size} (byte-level BPE trained on the corpus, with
@@ -83,8 +95,8 @@ common identifiers) but does not yet write correct code: measured quality is in 
 spans: whole lines 50 %, rest of a line 25 %, random spans 20 %, empty middles 5 %. Loss: cross-entropy on the
 canvas (middle, EOS, padding) corrupted with uniform random tokens at a uniform random rate, self-conditioning on
 {train_cfg["self_conditioning_rate"]:.0%} of rows, plus {train_cfg["ar_loss_weight"]} x next-token loss on the
-encoder. Seed {train_cfg["seed"]}.
-
+encoder. Seed {train_cfg["seed"]}. Forward passes under bf16 autocast where the hardware has it natively.
+{training_phases(run_dir)}
 Validation (about 1 file in 50, held out by a hash of its name; fixed batches):
 final canvas loss {last.get("val_canvas", float("nan")):.4f},
 encoder next-token loss {last.get("val_ar", float("nan")):.4f}.

@@ -228,6 +228,18 @@ def validation_loss(model, stream_texts, tokenizer, cfg: TrainConfig, special, d
     return {key: sum(p[key] for p in parts) / len(parts) for key in parts[0]}
 
 
+def _record_phase(path: Path, step: int, settings: dict) -> None:
+    """Append the settings that a (re)start changes to the run's history, so the model card can say how the
+    weights were really trained when a resume changed them (a longer schedule, another corpus)."""
+    phases = json.loads(path.read_text()) if path.exists() else []
+    current: dict = {}
+    for phase in phases:
+        current.update(phase["changed"])
+    changed = {k: v for k, v in settings.items() if current.get(k) != v and k != "out_dir"}
+    if changed:
+        path.write_text(json.dumps([*phases, {"from_step": step, "changed": changed}], indent=1))
+
+
 def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -291,6 +303,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    _record_phase(out / "phases.json", start, asdict(cfg))
 
     stream = ExampleStream(train_texts, tokenizer, cfg, seed=cfg.seed + start)
     generator = torch.Generator(device=device).manual_seed(cfg.seed + start)
