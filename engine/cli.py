@@ -3,6 +3,7 @@
 blockfill infill --input tasks.jsonl[.gz] --output out.jsonl     JSON lines in, JSON lines out
 blockfill infill --input file.py                                  fill every <FILL> and print the file
 blockfill corpus fetch                                            download the JS/TS/Go training sources
+blockfill corpus pack --to runs/corpus.tar.xz                     the whole corpus in one file (offline training)
 blockfill train [--resume]                                        train blockfill-tiny from scratch
 blockfill export --run runs/blockfill-tiny --to DIR               ship a run as a checkpoint
 blockfill serve [--tcp HOST:PORT] [--model M]                     the language server (lsp_server/cli.py)
@@ -148,6 +149,17 @@ def cmd_corpus_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_pack(args: argparse.Namespace) -> int:
+    from engine.training.corpus import collect_sources, pack_sources
+    from engine.training.train import TrainConfig, language_weights
+
+    languages = language_weights(args.languages or TrainConfig.languages)
+    sources = collect_sources(Path(args.dir), tuple(languages))
+    pack_sources(sources, Path(args.to))
+    print(f"{sum(len(s.files) for s in sources)} files of {len(sources)} sources in {args.to}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from engine.training.export import export_checkpoint
 
@@ -187,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = corpus_sub.add_parser("fetch", help="download the JavaScript, TypeScript and Go sources (npm, apt-get)")
     fetch.add_argument("--dir", default="runs/corpus", help="cache directory (default runs/corpus)")
     fetch.set_defaults(handler=cmd_corpus_fetch)
+    pack = corpus_sub.add_parser("pack", help="write the whole corpus into one .tar.xz (to train offline)")
+    pack.add_argument("--to", required=True, help="the archive to write, e.g. runs/corpus.tar.xz")
+    pack.add_argument("--dir", default="runs/corpus", help="the fetched cache (default runs/corpus)")
+    pack.add_argument("--languages", help="as the training setting 'languages' (default: its default)")
+    pack.set_defaults(handler=cmd_corpus_pack)
     export = sub.add_parser("export", help="write a training run as a checkpoint directory")
     export.add_argument("--run", default="runs/blockfill-tiny")
     export.add_argument("--to", required=True)

@@ -91,3 +91,27 @@ def test_examples_follow_the_language_shares():
     assert ExampleStream({"python": texts["python"]}, tokenizer, cfg, seed=0).languages == ("python",)
     again, _ = ExampleStream(texts, tokenizer, cfg, seed=0).next_examples()
     assert [e.middle_ids for e in again] == [e.middle_ids for e in examples]
+
+
+def test_a_pack_unpacks_into_the_same_sources_and_split(cache: Path, tmp_path: Path):
+    """`blockfill corpus pack`, then the archive unpacked elsewhere serves as the cache: same files, same split."""
+    import tarfile
+
+    from engine.cli import main
+    from engine.training.corpus import is_validation
+
+    archive = tmp_path / "corpus.tar.xz"
+    assert main(["corpus", "pack", "--to", str(archive), "--dir", str(cache), "--languages", "javascript:1,go:1"]) == 0
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as packed:
+        packed.extractall(unpacked, filter="data")
+    before = collect_sources(cache, ("javascript", "go"))
+    after = collect_sources(unpacked, ("javascript", "go"))
+    assert [(s.name, s.language, s.license, s.version) for s in after] == [
+        (s.name, s.language, s.license, s.version) for s in before
+    ]
+    for old, new in zip(before, after, strict=True):
+        assert [f.read_text() for f in new.files] == [f.read_text() for f in old.files]
+        assert [is_validation(f) for f in new.files] == [is_validation(f) for f in old.files]
+    with pytest.raises(ConfigError, match="typescript"):  # a pack holds only what it was made with
+        collect_sources(unpacked, ("typescript",))

@@ -9,7 +9,9 @@ validation by a hash of their path, so the split is stable across runs and machi
 
 import hashlib
 import importlib.metadata
+import io
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -17,12 +19,13 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import ConfigError
 
 DEFAULT_CACHE = Path("runs/corpus")
+PACK_MANIFEST = "manifest.json"
 LANGUAGE_SUFFIXES = {
     "python": (".py",),
     "javascript": (".js", ".mjs", ".cjs"),
@@ -194,11 +197,40 @@ def _debian_sources(cache: Path) -> list[Source]:
     return sources
 
 
+def pack_sources(sources: list[Source], destination: Path) -> None:
+    """Every file of `sources` and a manifest in one .tar.xz: the same corpus on a machine that can fetch
+    nothing and has other package versions (a lent GPU). Unpacked, it serves as a `collect_sources` cache.
+    Each file keeps its parent folder's name, so the train/validation split (`is_validation`) is unchanged."""
+    manifest = []
+    tmp = destination.with_name(destination.name + ".tmp")
+    with tarfile.open(tmp, "w:xz") as archive:
+        for index, source in enumerate(sources):
+            root = Path(os.path.commonpath([f.parent for f in source.files]))
+            names = [f"{index}/{root.name}/{f.relative_to(root)}" for f in source.files]
+            for path, name in zip(source.files, names, strict=True):
+                archive.add(path, arcname=name)
+            manifest.append({**asdict(source), "files": names})
+        data = json.dumps(manifest, indent=1).encode()
+        info = tarfile.TarInfo(PACK_MANIFEST)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    os.replace(tmp, destination)
+
+
+def _packed_sources(directory: Path) -> list[Source]:
+    manifest = json.loads((directory / PACK_MANIFEST).read_text())
+    return [Source(**{**entry, "files": tuple(directory / name for name in entry["files"])}) for entry in manifest]
+
+
 def collect_sources(cache: Path = DEFAULT_CACHE, languages: tuple[str, ...] = ("python",)) -> list[Source]:
     """Every source of the wanted languages: the standard library, the allow-listed installed packages that are
-    permissively licensed, and what `fetch_sources` put in `cache`. A wanted language with no files is an error."""
-    sources = _python_sources() if "python" in languages else []
-    sources += [s for s in _npm_sources(cache) + _debian_sources(cache) if s.language in languages]
+    permissively licensed, and what `fetch_sources` put in `cache`; or, when `cache` is an unpacked
+    `pack_sources` archive, exactly what it holds. A wanted language with no files is an error."""
+    if (cache / PACK_MANIFEST).exists():
+        sources = [s for s in _packed_sources(cache) if s.language in languages]
+    else:
+        sources = _python_sources() if "python" in languages else []
+        sources += [s for s in _npm_sources(cache) + _debian_sources(cache) if s.language in languages]
     missing = set(languages) - {s.language for s in sources if s.files}
     if missing:
         raise ConfigError(
