@@ -1,6 +1,7 @@
 """Training settings that are not the corpus: mixed precision."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -29,3 +30,32 @@ def test_a_resume_records_only_the_settings_it_changes(tmp_path):
         {"from_step": 0, "changed": {"steps": 900, "lr": 0.002}},
         {"from_step": 900, "changed": {"steps": 2000}},
     ]
+
+
+def test_a_run_starts_from_an_exported_checkpoint_and_stops_on_its_time_limit(tmp_path):
+    """`init_from` loads an exported model's weights and tokenizer (at lr 0 they come out unchanged);
+    `time_limit_minutes` ends the run after the step that passes it, with a checkpoint to resume from."""
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    from engine.training.export import export_checkpoint
+    from engine.training.train import TrainConfig, run_training
+
+    micro = dict(
+        architecture="micro", vocab_size=400, tokenizer_sample_mb=1, batch_size=2, eval_every=100, eval_batches=1,
+        canvas_lengths=[8], max_prefix_tokens=32, max_suffix_tokens=16, languages="python:1",
+    )  # fmt: skip
+    first = run_training(TrainConfig(out_dir=str(tmp_path / "first"), steps=2, **micro), corpus_limit=20)
+    exported = export_checkpoint(first, tmp_path / "exported")
+    second = TrainConfig(
+        out_dir=str(tmp_path / "second"), steps=50, lr=0.0, init_from=str(exported), time_limit_minutes=1e-6, **micro
+    )
+    run_training(second, corpus_limit=20)
+    state = torch.load(tmp_path / "second" / "last.pt", weights_only=False)
+    assert state["step"] == 1
+    start = DiffusionGemmaForBlockDiffusion.from_pretrained(str(exported), dtype=torch.float32).state_dict()
+    assert all(torch.equal(state["model"][name], tensor) for name, tensor in start.items())
+    with pytest.raises(ConfigError, match="cannot start from"):
+        run_training(
+            TrainConfig(**{**asdict(second), "out_dir": str(tmp_path / "third"), "architecture": "blockfill-tiny"}),
+            corpus_limit=20,
+        )

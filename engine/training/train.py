@@ -39,6 +39,7 @@ class TrainConfig:
     architecture: str = "blockfill-tiny"  # a key of engine.models.configs.ARCHITECTURES
     objective: str = "diffusion"  # "diffusion" (DiffusionGemma, the product) or "ar_fim" (the causal baseline)
     tokenizer_dir: str = ""  # reuse this directory's tokenizer (baselines share one); "" trains a new one
+    init_from: str = ""  # start from this exported checkpoint's weights and tokenizer instead of random ones
     vocab_size: int = 4096  # BPE vocabulary, special tokens included
     tokenizer_sample_mb: int = 12  # MB of training text the tokenizer learns from
     steps: int = 1200  # optimizer steps
@@ -55,6 +56,7 @@ class TrainConfig:
     eval_every: int = 200  # steps between validation losses
     eval_batches: int = 8
     save_every: int = 50  # steps between checkpoints
+    time_limit_minutes: float = 0  # stop after a checkpoint once this long has passed (0: run to `steps`)
     seed: int = 0
     device: str = "auto"  # "auto": CUDA where present, else CPU
     languages: str = "python:0.7,javascript:0.12,typescript:0.08,go:0.1"  # share of examples drawn from each
@@ -280,8 +282,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     )
 
     tokenizer_dir = out / "tokenizer"
-    if cfg.tokenizer_dir and not (tokenizer_dir / "tokenizer.json").exists():
-        AutoTokenizer.from_pretrained(cfg.tokenizer_dir).save_pretrained(str(tokenizer_dir))
+    source_tokenizer = cfg.init_from or cfg.tokenizer_dir
+    if source_tokenizer and not (tokenizer_dir / "tokenizer.json").exists():
+        AutoTokenizer.from_pretrained(source_tokenizer).save_pretrained(str(tokenizer_dir))
     if not (tokenizer_dir / "tokenizer.json").exists():
         sample, size = [], 0
         every_text = [text for texts in train_texts.values() for text in texts]
@@ -293,7 +296,13 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
         save_tokenizer(train_tokenizer(sample, cfg.vocab_size), tokenizer_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     special = SpecialTokens.of(tokenizer)
-    model = new_model(cfg, len(tokenizer), special).to(device).train()
+    model = new_model(cfg, len(tokenizer), special)
+    if cfg.init_from:
+        try:
+            model.load_state_dict(type(model).from_pretrained(cfg.init_from, dtype=torch.float32).state_dict())
+        except (OSError, RuntimeError, ValueError) as err:
+            raise ConfigError(f"cannot start from {cfg.init_from!r} as a {cfg.architecture} model: {err}") from err
+    model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     start, history = 0, []
     checkpoint_path = out / "last.pt"
@@ -310,6 +319,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
     began = time.time() - (history[-1]["seconds"] if history else 0)  # seconds count across resumes
     dtype = autocast_dtype(cfg.precision, device)
+    session_began = time.time()
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(cfg, step)
@@ -332,15 +342,12 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
             )
             (out / "history.json").write_text(json.dumps(history, indent=1))
             bar.write(f"step {done}: validation " + ", ".join(f"{k} loss {v:.4f}" for k, v in val.items()))
-        if done % cfg.save_every == 0 or done == cfg.steps:
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": done,
-                    "history": history,
-                },
-                checkpoint_path,
-            )
+        out_of_time = cfg.time_limit_minutes > 0 and time.time() - session_began > 60 * cfg.time_limit_minutes
+        if done % cfg.save_every == 0 or done == cfg.steps or out_of_time:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done, "history": history}
+            _atomic_save(state, checkpoint_path)
             model.config.save_pretrained(str(out))
+        if out_of_time:
+            bar.write(f"stopped at step {done} after {cfg.time_limit_minutes} minutes; --resume continues")
+            break
     return out
