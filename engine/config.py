@@ -26,6 +26,8 @@ class EngineConfig:
     entropy_bound: float = 0.1  # entropy-bound sampler: how much uncertainty one step may accept
     t_max: float = 0.8  # temperature at the first denoising step
     t_min: float = 0.4  # temperature at the last
+    no_copy_noise: bool = False  # never propose the random token a renoised canvas position holds
+    accept_floor: bool = True  # accept at least canvas * (step + 1) / steps positions a step: no noise survives
     confidence_threshold: float = 0.005  # adaptive stop: mean entropy under this (and a stable canvas)
     max_prefix_tokens: int = 768  # context before the cursor (capped by what the model was trained on)
     max_suffix_tokens: int = 256  # context after the cursor (likewise capped)

@@ -35,6 +35,8 @@ class DenoiseSettings:
     stability_steps: int = 1  # the argmax canvas must be unchanged this many steps to stop
     confidence_threshold: float = 0.005  # and its mean per-position entropy below this
     sample: bool = False  # False: accept argmax tokens (deterministic); True: sample (alternatives for cycling)
+    no_copy_noise: bool = False  # never propose the random token a renoised position holds
+    accept_floor: bool = True  # accept at least C * (step + 1) / max_steps positions, so no noise outlives the run
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,12 @@ def _sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> torc
     return torch.searchsorted(cdf, draws * cdf[..., -1:]).squeeze(-1).clamp_(max=probs.shape[-1] - 1)  # [B, C]
 
 
-def _accept_mask(entropy: torch.Tensor, bound: float) -> torch.Tensor:
-    """Entropy-bound acceptance: the k lowest-entropy positions with sum(entropy) - max(entropy) <= bound."""
+def _accept_mask(entropy: torch.Tensor, bound: float, at_least: int = 1) -> torch.Tensor:
+    """Entropy-bound acceptance: the k lowest-entropy positions with sum(entropy) - max(entropy) <= bound, and
+    never fewer than `at_least`."""
     sorted_entropy, order = entropy.sort(dim=-1)  # [B, C]
     keep_sorted = sorted_entropy.cumsum(-1) - sorted_entropy <= bound  # always keeps at least one position
+    keep_sorted |= torch.arange(entropy.shape[-1], device=entropy.device) < at_least
     return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # [B, C]
 
 
@@ -122,8 +126,10 @@ def denoise(
     active = list(range(bsz))  # rows still denoising, in batch order
     # Drawn even when refining, so each row's random stream is the same either way.
     canvas = _uniform_canvas(generators, canvas_length, vocab, device)  # [b, C] for the active rows
+    is_noise = torch.ones_like(canvas, dtype=torch.bool)  # [b, C] positions holding random tokens
     if initial_canvas is not None:
         canvas = initial_canvas.to(device)
+        is_noise = torch.zeros_like(is_noise)
     positions = batch.canvas_position_ids  # [b, C]
     previous_logits: torch.Tensor | None = None  # [b, C, V] self-conditioning input
     previous_argmax = torch.full_like(canvas, -1)
@@ -142,14 +148,20 @@ def denoise(
             self_conditioning_logits=previous_logits,
         ).logits  # [b, C, V] float32
         scaled = logits / _temperature(settings, step)
+        if settings.no_copy_noise:
+            # A renoised position's token is known to be random: predicting it is copying noise.
+            copy = torch.zeros_like(scaled, dtype=torch.bool).scatter_(-1, canvas.unsqueeze(-1), is_noise.unsqueeze(-1))
+            scaled = scaled.masked_fill(copy, float("-inf"))
         log_probs = scaled.log_softmax(-1)  # [b, C, V]
         probs = log_probs.exp()
         entropy = -(probs * log_probs).sum(-1)  # [b, C]
         argmax = scaled.argmax(-1)  # [b, C]
         proposal = _sample_rows(probs, [generators[i] for i in active]) if settings.sample else argmax
-        accepted = _accept_mask(entropy, settings.entropy_bound)
+        at_least = -(-canvas_length * (step + 1) // settings.max_steps) if settings.accept_floor else 1
+        accepted = _accept_mask(entropy, settings.entropy_bound, at_least)
         noise = _uniform_canvas([generators[i] for i in active], canvas_length, vocab, device)
         canvas = torch.where(accepted, proposal, noise)  # [b, C]
+        is_noise = ~accepted
         previous_logits = scaled
 
         same = (argmax == previous_argmax).all(-1)  # [b]
@@ -172,6 +184,11 @@ def denoise(
             break
         active = [active[i] for i in keep.tolist()]
         cache.batch_select_indices(keep)
-        canvas, positions, previous_logits = canvas[keep], positions[keep], previous_logits[keep]
+        canvas, positions, previous_logits, is_noise = (
+            canvas[keep],
+            positions[keep],
+            previous_logits[keep],
+            is_noise[keep],
+        )
         previous_argmax, stable_for, decoder_mask = previous_argmax[keep], stable_for[keep], decoder_mask[keep]
     return DenoiseResult(tokens=final_tokens, steps=steps, confidence=confidence)

@@ -130,6 +130,8 @@ class Engine:
             t_max=config.t_max,
             t_min=config.t_min,
             confidence_threshold=config.confidence_threshold,
+            no_copy_noise=config.no_copy_noise,
+            accept_floor=config.accept_floor,
         )
         self.refine_settings = dataclasses.replace(
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
