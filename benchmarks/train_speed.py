@@ -48,7 +48,7 @@ def main() -> None:
             generator = torch.Generator().manual_seed(round_)
             began = time.perf_counter()
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss, _ = batch_loss(model, cfg, stream, special, "cpu", generator, cfg.self_conditioning_rate)
+                loss, _ = batch_loss(model, cfg, stream, special, "cpu", generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -59,3 +59,24 @@ def test_a_run_starts_from_an_exported_checkpoint_and_stops_on_its_time_limit(tm
             TrainConfig(**{**asdict(second), "out_dir": str(tmp_path / "third"), "architecture": "blockfill-tiny"}),
             corpus_limit=20,
         )
+
+
+def test_validation_corrupts_alike_whatever_the_training_noise_and_self_conditioning():
+    """Runs that differ in noise_power or self_conditioning_rate are compared on the same validation batches."""
+    from transformers import AutoTokenizer
+
+    from engine.models.loading import EMBEDDED_DIR
+    from engine.prompt import SpecialTokens
+    from engine.training.train import TrainConfig, new_model, validation_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(str(EMBEDDED_DIR))
+    special = SpecialTokens.of(tokenizer)
+    texts = {"python": ["def f(x):\n    return x + 1\n\n\nclass A:\n    pass\n" * 8]}
+    base = TrainConfig(architecture="micro", batch_size=4, eval_batches=2, canvas_lengths=[16], languages="python:1")
+    torch.manual_seed(0)
+    model = new_model(base, len(tokenizer), special)
+    losses = [
+        validation_loss(model, texts, tokenizer, cfg, special, "cpu")
+        for cfg in (base, TrainConfig(**{**asdict(base), "noise_power": 0.5, "self_conditioning_rate": 0.0}))
+    ]
+    assert losses[0] == losses[1]

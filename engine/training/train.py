@@ -53,6 +53,7 @@ class TrainConfig:
     ar_loss_weight: float = 1.0  # weight of the encoder's next-token loss (1.0 beat 0.5: RESULTS.md, ablations)
     padding_weight: float = 0.2  # canvas-loss weight of padding after the EOS: easy tokens that would swamp the middle
     self_conditioning_rate: float = 0.5  # share of rows that get the previous prediction fed back
+    noise_power: float = 1.0  # a row's corruption rate is u ** noise_power, u ~ U(0, 1); < 1: noisier canvases
     eval_every: int = 200  # steps between validation losses
     eval_batches: int = 8
     save_every: int = 50  # steps between checkpoints
@@ -93,6 +94,7 @@ def fim_loss(
     ar_loss_weight: float,
     self_conditioning_rate: float,
     padding_weight: float = 0.2,
+    noise_power: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training objective for one batch; returns the loss and its parts for logging."""
     p = batch.prompt
@@ -112,7 +114,7 @@ def fim_loss(
     ar_targets = p.input_ids[:, 1:].masked_fill(~follows, -100)
     ar_loss = F.cross_entropy(ar_logits.flatten(0, 1), ar_targets.flatten(), ignore_index=-100)
 
-    noise_rate = torch.rand(bsz, 1, device=device, generator=generator)  # [B, 1]
+    noise_rate = torch.rand(bsz, 1, device=device, generator=generator) ** noise_power  # [B, 1]
     corrupt = torch.rand(bsz, canvas_length, device=device, generator=generator) < noise_rate  # [B, C]
     random_tokens = torch.randint(0, vocab, (bsz, canvas_length), device=device, generator=generator)
     canvas = torch.where(corrupt, random_tokens, batch.target)  # [B, C]
@@ -209,14 +211,16 @@ def batch_loss(
     special: SpecialTokens,
     device: str,
     generator: torch.Generator,
-    self_conditioning_rate: float,
+    validation: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The next batch's loss under `cfg.objective`."""
+    """The next batch's loss under `cfg.objective`. Validation corrupts canvases the same way whatever the run's
+    settings (half the rows self-conditioned, uniform noise rates), so runs that differ in them compare."""
     examples, canvas_length = stream.next_examples()
     if cfg.objective == "ar_fim":
         return ar_fim_loss(model, collate_ar(examples, special, device))
     batch = collate_examples(examples, canvas_length, special, model.config.blockfill_fim_layout, device)
-    return fim_loss(model, batch, generator, cfg.ar_loss_weight, self_conditioning_rate, cfg.padding_weight)
+    self_conditioning, noise_power = (0.5, 1.0) if validation else (cfg.self_conditioning_rate, cfg.noise_power)
+    return fim_loss(model, batch, generator, cfg.ar_loss_weight, self_conditioning, cfg.padding_weight, noise_power)
 
 
 @torch.no_grad()
@@ -225,7 +229,9 @@ def validation_loss(model, stream_texts, tokenizer, cfg: TrainConfig, special, d
     model.eval()
     stream = ExampleStream(stream_texts, tokenizer, cfg, seed=1234)
     generator = torch.Generator(device=device).manual_seed(1234)
-    parts = [batch_loss(model, cfg, stream, special, device, generator, 0.5)[1] for _ in range(cfg.eval_batches)]
+    parts = [
+        batch_loss(model, cfg, stream, special, device, generator, validation=True)[1] for _ in range(cfg.eval_batches)
+    ]
     model.train()
     return {key: sum(p[key] for p in parts) / len(parts) for key in parts[0]}
 
@@ -324,7 +330,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(cfg, step)
         with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, parts = batch_loss(model, cfg, stream, special, device, generator, cfg.self_conditioning_rate)
+            loss, parts = batch_loss(model, cfg, stream, special, device, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
