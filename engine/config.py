@@ -28,6 +28,7 @@ class EngineConfig:
     t_min: float = 0.4  # temperature at the last
     no_copy_noise: bool = False  # never propose the random token a renoised canvas position holds
     accept_floor: bool = True  # accept at least canvas * (step + 1) / steps positions a step: no noise survives
+    floor_from_left: bool = False  # the floor accepts the leftmost positions first instead of the most certain
     confidence_threshold: float = 0.005  # adaptive stop: mean entropy under this (and a stable canvas)
     max_prefix_tokens: int = 768  # context before the cursor (capped by what the model was trained on)
     max_suffix_tokens: int = 256  # context after the cursor (likewise capped)

@@ -36,6 +36,7 @@ class DenoiseSettings:
     confidence_threshold: float = 0.005  # and its mean per-position entropy below this
     sample: bool = False  # False: accept argmax tokens (deterministic); True: sample (alternatives for cycling)
     no_copy_noise: bool = False  # never propose the random token a renoised position holds
+    floor_from_left: bool = False  # the floor's positions: leftmost first (a semi-autoregressive order)
     accept_floor: bool = True  # accept at least C * (step + 1) / max_steps positions, so no noise outlives the run
 
 
@@ -64,13 +65,16 @@ def _sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> torc
     return torch.searchsorted(cdf, draws * cdf[..., -1:]).squeeze(-1).clamp_(max=probs.shape[-1] - 1)  # [B, C]
 
 
-def _accept_mask(entropy: torch.Tensor, bound: float, at_least: int = 1) -> torch.Tensor:
+def _accept_mask(entropy: torch.Tensor, bound: float, at_least: int = 1, from_left: bool = False) -> torch.Tensor:
     """Entropy-bound acceptance: the k lowest-entropy positions with sum(entropy) - max(entropy) <= bound, and
-    never fewer than `at_least`."""
+    never fewer than `at_least`: the next lowest-entropy positions, or with `from_left` the leftmost ones."""
     sorted_entropy, order = entropy.sort(dim=-1)  # [B, C]
     keep_sorted = sorted_entropy.cumsum(-1) - sorted_entropy <= bound  # always keeps at least one position
-    keep_sorted |= torch.arange(entropy.shape[-1], device=entropy.device) < at_least
-    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # [B, C]
+    first = torch.arange(entropy.shape[-1], device=entropy.device) < at_least  # [C]
+    if not from_left:
+        keep_sorted |= first
+    accepted = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # [B, C]
+    return accepted | first if from_left else accepted
 
 
 @torch.inference_mode()
@@ -158,7 +162,7 @@ def denoise(
         argmax = scaled.argmax(-1)  # [b, C]
         proposal = _sample_rows(probs, [generators[i] for i in active]) if settings.sample else argmax
         at_least = -(-canvas_length * (step + 1) // settings.max_steps) if settings.accept_floor else 1
-        accepted = _accept_mask(entropy, settings.entropy_bound, at_least)
+        accepted = _accept_mask(entropy, settings.entropy_bound, at_least, settings.floor_from_left)
         noise = _uniform_canvas([generators[i] for i in active], canvas_length, vocab, device)
         canvas = torch.where(accepted, proposal, noise)  # [b, C]
         is_noise = ~accepted

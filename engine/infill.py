@@ -132,6 +132,7 @@ class Engine:
             confidence_threshold=config.confidence_threshold,
             no_copy_noise=config.no_copy_noise,
             accept_floor=config.accept_floor,
+            floor_from_left=config.floor_from_left,
         )
         self.refine_settings = dataclasses.replace(
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0

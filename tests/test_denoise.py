@@ -12,10 +12,12 @@ from engine.prompt import SpecialTokens, build_prompt, collate_prompts
 SPECIAL = SpecialTokens(pad=0, eos=1, bos=2, fim_prefix=3, fim_middle=4, fim_suffix=5)
 
 
-def test_the_floor_accepts_at_least_that_many_lowest_entropy_positions():
+def test_the_floor_accepts_at_least_that_many_positions_by_entropy_or_from_the_left():
     entropy = torch.tensor([[0.5, 0.01, 2.0, 0.3, 1.0]])
     assert _accept_mask(entropy, bound=0.1).tolist() == [[False, True, False, True, False]]
     assert _accept_mask(entropy, bound=0.1, at_least=3).tolist() == [[True, True, False, True, False]]
+    # From the left: the three leftmost, plus what the bound accepts anywhere.
+    assert _accept_mask(entropy, 0.1, 3, from_left=True).tolist() == [[True, True, True, True, False]]
 
 
 def _random_model_and_batch(canvas: int):
