@@ -20,7 +20,7 @@ from engine.autoregressive import generate_middles
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import DenoiseSettings, denoise, encode_prompts
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
@@ -115,6 +115,8 @@ class Engine:
         # All cores would be torch's choice, but a step's threads wait for each other: when anything else runs
         # (the editor, a build), one busy core makes every step wait. Measured in benchmarks/RESULTS.md.
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
+        if config.candidates < 1:
+            raise ConfigError(f"candidates must be at least 1, not {config.candidates}")
         self.config = config
         self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
         limits = self.loaded.limits

@@ -43,3 +43,10 @@ def test_the_shown_draft_is_one_of_the_single_seed_drafts_and_shows_whenever_one
             assert best[index].text, (index, [d.text for d in drafts])
     assert disagreements >= 2  # the choice is a real one
     assert sum(bool(c.text) for c in best) >= sum(bool(c.text) for c in single.complete(holes))
+
+
+def test_fewer_than_one_draft_is_a_configuration_error():
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="candidates"):
+        Engine(with_overrides({"candidates": 0}))
