@@ -93,11 +93,13 @@ identifiers) but rarely writes correct code: measured quality is in benchmarks/R
 ## Training
 {state["step"]} steps of {train_cfg["batch_size"]} FIM examples (AdamW, peak lr {train_cfg["lr"]}, cosine),
 spans: whole lines 50 %, rest of a line 25 %, random spans 20 %, empty middles 5 %. Loss: cross-entropy on the
-canvas (middle, EOS, padding) corrupted with uniform random tokens at a uniform random rate, self-conditioning on
+canvas (middle, EOS, padding) corrupted with uniform random tokens at a rate u ** {train_cfg.get("noise_power", 1.0)}
+(u uniform on [0, 1]), self-conditioning on
 {train_cfg["self_conditioning_rate"]:.0%} of rows, plus {train_cfg["ar_loss_weight"]} x next-token loss on the
 encoder. Seed {train_cfg["seed"]}. Forward passes under bf16 autocast where the hardware has it natively.
 {training_phases(run_dir)}
-Validation (about 1 file in 50, held out by a hash of its name; fixed batches):
+Validation (about 1 file in 50, held out by a hash of its name; fixed batches, drawn with the training's language
+shares, so the numbers move when `languages` changes; canvases corrupted at uniform rates whatever the run's):
 final canvas loss {last.get("val_canvas", float("nan")):.4f},
 encoder next-token loss {last.get("val_ar", float("nan")):.4f}.
 
