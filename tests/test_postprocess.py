@@ -134,3 +134,11 @@ def test_postprocess_ranks_a_clean_join_first_without_a_grammar() -> None:
     _, ctx = marked_context("plaintext\nsay ║\n")
     ranked = postprocess([Candidate("a {b", 0.9), Candidate("ab", 0.5)], ctx)
     assert [c.text for c in ranked] == ["ab", "a {b"]
+
+
+def test_check_syntax_keeps_the_first_lines_that_add_no_error() -> None:
+    """A right first line followed by a broken one: the editor gets the right line, not nothing."""
+    result = _apply(check_syntax(), "python\ndef f(x):\n    ├y = x + 1\n    return (y +┤\n")
+    assert (result.text, result.syntax_errors_added) == ("y = x + 1", 0)
+    broken_first = _apply(check_syntax(), "python\ndef f(x):\n    ├y = (x +\n    return y┤\n")
+    assert broken_first.syntax_errors_added >= 1  # nothing to keep: the first line is already broken

@@ -1,6 +1,9 @@
 """Parse prefix + completion + suffix and count the ERROR/MISSING nodes the completion adds over prefix +
 suffix alone: a completion that breaks the file is the one users reject, and counting relative to the file
 means broken code being edited (the usual case) does not count against every candidate.
+
+A multi-line completion that adds errors is cut back to its longest run of first lines that adds none: a model
+often writes a right first line and loses its way after it, and the editor should still get that line.
 """
 
 from dataclasses import replace
@@ -24,8 +27,18 @@ def check_syntax() -> Filter:
         if key not in baseline:
             baseline.clear()
             baseline[key] = _errors(parser, ctx.prefix + ctx.suffix)
-        added = _errors(parser, ctx.prefix + candidate.text + ctx.suffix) - baseline[key]
-        return replace(candidate, syntax_errors_added=added)
+        text = candidate.text
+        added = _errors(parser, ctx.prefix + text + ctx.suffix) - baseline[key]
+        lines = text.split("\n")
+        for keep in range(len(lines) - 1, 0, -1):
+            if added <= 0:
+                break
+            shorter = "\n".join(lines[:keep]).rstrip()
+            if shorter.strip():
+                shorter_added = _errors(parser, ctx.prefix + shorter + ctx.suffix) - baseline[key]
+                if shorter_added <= 0:
+                    text, added = shorter, shorter_added
+        return replace(candidate, text=text, syntax_errors_added=added)
 
     return apply
 
