@@ -71,7 +71,7 @@ def repeats_suffix(text: str, suffix: str) -> bool:
     return bool(mine and theirs) and mine[-1] == theirs[0]
 
 
-def adds_syntax_error(text: str, completion: Completion, syntax=check_syntax()) -> bool:  # noqa: B008 (one cache)
+def adds_syntax_error(text: str, completion: Completion, syntax=check_syntax(cut_back=False)) -> bool:  # noqa: B008 (one cache)
     return (syntax(Candidate(text, 0.0), completion.context).syntax_errors_added or 0) > 0
 
 

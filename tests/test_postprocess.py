@@ -142,3 +142,5 @@ def test_check_syntax_keeps_the_first_lines_that_add_no_error() -> None:
     assert (result.text, result.syntax_errors_added) == ("y = x + 1", 0)
     broken_first = _apply(check_syntax(), "python\ndef f(x):\n    ├y = (x +\n    return y┤\n")
     assert broken_first.syntax_errors_added >= 1  # nothing to keep: the first line is already broken
+    counted_only = _apply(check_syntax(cut_back=False), "python\ndef f(x):\n    ├y = x + 1\n    return (y +┤\n")
+    assert counted_only.text == "y = x + 1\n    return (y +" and counted_only.syntax_errors_added >= 1

@@ -15,8 +15,9 @@ from engine.languages import parser_for, syntax_errors
 from engine.postprocess.base import Candidate, Filter
 
 
-def check_syntax() -> Filter:
-    """A filter that sets `syntax_errors_added`, parsing prefix + suffix once per context."""
+def check_syntax(cut_back: bool = True) -> Filter:
+    """A filter that sets `syntax_errors_added`, parsing prefix + suffix once per context; `cut_back=False` only
+    counts (benchmarks measuring the text as the model wrote it)."""
     baseline: dict[tuple[str, str, str | None], int] = {}
 
     def apply(candidate: Candidate, ctx: InfillContext) -> Candidate:
@@ -30,7 +31,7 @@ def check_syntax() -> Filter:
         text = candidate.text
         added = _errors(parser, ctx.prefix + text + ctx.suffix) - baseline[key]
         lines = text.split("\n")
-        for keep in range(len(lines) - 1, 0, -1):
+        for keep in range(len(lines) - 1 if cut_back else 0, 0, -1):
             if added <= 0:
                 break
             shorter = "\n".join(lines[:keep]).rstrip()
