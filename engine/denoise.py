@@ -8,7 +8,8 @@ per-step sampler stays lean (the stock one costs as much as a small model's step
 Per step: decode the canvas -> temperature-scaled logits -> a sample and the argmax per position -> accept the
 lowest-entropy positions whose summed entropy (less the largest) stays under the bound, and at least a linear
 share of the canvas (`accept_floor`: a weak model accepts about one position a step, and would otherwise finish
-reading a canvas that is mostly noise) -> renoise the rest with uniform random tokens. A row stops when its argmax canvas is stable and its mean entropy is below a threshold.
+reading a canvas that is mostly noise) -> renoise the rest with uniform random tokens. A row stops when its
+argmax canvas is stable and its mean entropy is below a threshold.
 
 Refinement starts from a given canvas (the previous keystroke's suggestion) instead of noise and runs a step or
 two at the schedule's final temperature: the model is trained to repair a partly corrupted canvas, which is what
