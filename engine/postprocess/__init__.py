@@ -28,7 +28,7 @@ def postprocess(
         balance_brackets,
         normalize_indentation(options.tab_size, options.insert_spaces),
         drop_blank,
-        check_syntax(),
+        check_syntax(cut_back=options.drop_syntax_errors),  # shown as written when broken ones are wanted
     ]
     survivors = []
     for candidate in candidates:

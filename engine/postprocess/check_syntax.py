@@ -3,7 +3,8 @@ suffix alone: a completion that breaks the file is the one users reject, and cou
 means broken code being edited (the usual case) does not count against every candidate.
 
 A multi-line completion that adds errors is cut back to its longest run of first lines that adds none: a model
-often writes a right first line and loses its way after it, and the editor should still get that line.
+often writes a right first line and loses its way after it, and the editor should still get that line. Only where
+broken completions would be dropped (`drop_syntax_errors`): where they are shown, they are shown as written.
 """
 
 from dataclasses import replace

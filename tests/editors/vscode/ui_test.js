@@ -17,7 +17,17 @@ const GHOST = '.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text
 const STATUS = '.statusbar-item:has-text("blockfill")';
 
 const LINE_PLACES = ['names = list_', 'path = os.path.join(folder, ', 'for name in ', 'count = '];
-const BLOCK_PLACES = ['def read_lines(path):', 'def count_names(folder):', 'def main():'];
+// What the weak model writes where changes with each model: the first header that gets a multi-line block is used.
+const BLOCK_PLACES = [
+  'def read_lines(path):',
+  'def count_names(folder):',
+  'def main():',
+  'class Inventory:',
+  'def parse(text):',
+  'if __name__ == "__main__":',
+  'def load(path, encoding="utf-8"):',
+  'for line in open(path):',
+];
 
 function events() {
   try {
