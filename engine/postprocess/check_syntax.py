@@ -31,15 +31,16 @@ def check_syntax(cut_back: bool = True) -> Filter:
             baseline[key] = _errors(parser, ctx.prefix + ctx.suffix)
         text = candidate.text
         added = _errors(parser, ctx.prefix + text + ctx.suffix) - baseline[key]
-        lines = text.split("\n")
-        for keep in range(len(lines) - 1 if cut_back else 0, 0, -1):
-            if added <= 0:
-                break
-            shorter = "\n".join(lines[:keep]).rstrip()
-            if shorter.strip():
+        if cut_back and added > 0:
+            lines = text.split("\n")
+            for keep in range(len(lines) - 1, 0, -1):  # longest first
+                shorter = "\n".join(lines[:keep]).rstrip()
+                if not shorter:  # only blank lines left
+                    continue
                 shorter_added = _errors(parser, ctx.prefix + shorter + ctx.suffix) - baseline[key]
                 if shorter_added <= 0:
                     text, added = shorter, shorter_added
+                    break
         return replace(candidate, text=text, syntax_errors_added=added)
 
     return apply

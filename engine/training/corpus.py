@@ -106,6 +106,10 @@ def _licence(dist: importlib.metadata.Distribution) -> str:
     return text.strip()[:80]
 
 
+def _is_permissive(licence: str) -> bool:
+    return any(word.lower() in licence.lower() for word in _PERMISSIVE)
+
+
 def _is_hand_written(path: Path) -> bool:
     if path.name.endswith((".d.ts", ".min.js")) or not 0 < path.stat().st_size <= MAX_FILE_BYTES:
         return False
@@ -178,7 +182,7 @@ def _npm_sources(cache: Path) -> list[Source]:
             continue
         meta = json.loads((root / "package.json").read_text())
         licence = str(meta.get("license", "unknown"))
-        if not any(word.lower() in licence.lower() for word in _PERMISSIVE):
+        if not _is_permissive(licence):
             continue
         for language in ("javascript", "typescript"):
             files = _source_files(root, language, _SKIP_DIRS)
@@ -250,7 +254,7 @@ def _python_sources() -> list[Source]:
         except importlib.metadata.PackageNotFoundError:
             continue
         licence = _licence(dist)
-        if not any(word.lower() in licence.lower() for word in _PERMISSIVE):
+        if not _is_permissive(licence):
             continue
         top = (dist.read_text("top_level.txt") or name).split()
         roots = [Path(str(dist.locate_file(t))) for t in top]

@@ -303,7 +303,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     special = SpecialTokens.of(tokenizer)
     model = new_model(cfg, len(tokenizer), special)
-    if cfg.init_from:
+    checkpoint_path = out / "last.pt"
+    resuming = resume and checkpoint_path.exists()
+    if cfg.init_from and not resuming:  # a resumed run's checkpoint holds its weights already
         try:
             model.load_state_dict(type(model).from_pretrained(cfg.init_from, dtype=torch.float32).state_dict())
         except (OSError, RuntimeError, ValueError) as err:
@@ -311,8 +313,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     start, history = 0, []
-    checkpoint_path = out / "last.pt"
-    if resume and checkpoint_path.exists():
+    if resuming:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
