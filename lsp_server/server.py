@@ -17,17 +17,21 @@ what to do), `window/logMessage`.
 
 Design: handlers are small and run on the event loop; the model runs only on the scheduler's worker thread.
 Bad input never takes the server down: a request gets an LSP error or an empty answer, a notification a
-logged warning, and the next request is served.
+logged warning, and the next request is served; after a framing error, framing.py finds the next message.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -36,6 +40,7 @@ from engine.errors import BlockfillError
 from lsp_server import __version__
 from lsp_server.completions import Ask, Completer, Suggestion
 from lsp_server.documents import Document, DocumentError, Documents
+from lsp_server.framing import serve
 from lsp_server.scheduler import Scheduler
 from lsp_server.settings import RELOAD_KEYS, Settings, apply_settings, section
 from lsp_server.stats import Stats
@@ -122,6 +127,50 @@ class BlockfillServer(LanguageServer):
         if isinstance(pinned, DocumentError):
             raise JsonRpcInvalidParams(str(pinned)) from pinned
         return pinned
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """pygls' start_io with framing.serve as the reader, so a wrong Content-Length does not leave it deaf."""
+        self._stop_event = threading.Event()
+        stdin = stdin or sys.stdin.buffer
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+
+        async def read(size: int) -> bytes:
+            return await asyncio.get_running_loop().run_in_executor(self.thread_pool, stdin.read1, size)
+
+        try:
+            asyncio.run(serve(read, self.protocol, self._stop_event, self.report_server_error))
+        except BrokenPipeError:
+            log.error("the client closed the connection: shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """pygls' start_tcp with framing.serve; a connection that ends without `shutdown` is closed and the server
+        listens for the next one (pygls stops after the first, however it ended)."""
+        self._stop_event = stop = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)
+            try:
+                await serve(reader.read, self.protocol, stop, self.report_server_error)
+            except OSError as err:
+                log.warning("connection lost: %s", err)
+            finally:
+                writer.close()
+            if self.protocol._shutdown:  # it answers nothing more: let the process end
+                self.shutdown()
+            else:
+                log.warning("the client went away without shutdown: listening for the next one")
+
+        async def listen() -> None:
+            self._server = await asyncio.start_server(connection, host, port)
+            async with self._server:
+                await self._server.serve_forever()
+
+        with contextlib.suppress(asyncio.CancelledError):  # shutdown() closed the listener
+            asyncio.run(listen())
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Protocol-level problems are logged, not shown: the user cannot act on them, the client author can."""
