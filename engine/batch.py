@@ -9,15 +9,21 @@ output only when the run completes, so an interrupted run loses nothing and `--r
 import gzip
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from engine.errors import InputError
+from engine.infill import Completion, Engine, InfillRequest
 
 HOLE_MARKER = "<FILL>"
 MAX_SOURCE_BYTES = 10_000_000  # a file larger than this is not code a person is editing
+
+RowSink = Callable[[list[dict]], None]  # takes a finished batch's result rows as they come back
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,28 @@ class Task:
 class BadLine:
     line_number: int
     problem: str
+
+
+def complete_tasks(engine: Engine, tasks: list[Task], seed: int) -> list[Completion]:
+    """The one way tasks are completed, in one process or on a Ray worker: every task gets the same seed, so its
+    completion depends on neither its batch nor the worker that ran it."""
+    requests = [InfillRequest(t.prefix, t.suffix, t.language, force=True) for t in tasks]
+    return engine.complete(requests, seeds=[seed] * len(tasks))
+
+
+def result_row(task: Task, completion: Completion) -> dict:
+    """A task's line in the output (HumanEval-Infilling's `completion` field)."""
+    return {
+        "task_id": task.task_id,
+        "completion": completion.text,
+        "seconds": round(completion.seconds, 4),
+        "steps": completion.steps,
+    }
+
+
+def progress_bar(total: int) -> tqdm:
+    """Tasks done, on stderr (stdout may carry the results); hidden when stderr is not a terminal."""
+    return tqdm(total=total, desc="infilling", unit="task", disable=None, file=sys.stderr)
 
 
 def is_jsonl(path: Path) -> bool:

@@ -14,25 +14,28 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-from tqdm import tqdm
 
 from engine.batch import (
     HOLE_MARKER,
     BadLine,
     ResumableJsonlWriter,
+    RowSink,
     Task,
+    complete_tasks,
     holes_as_tasks,
     is_jsonl,
+    progress_bar,
     read_jsonl_tasks,
     read_source,
+    result_row,
     split_holes,
     write_atomically,
 )
 from engine.config import EngineConfig, parse_assignments, with_overrides
 from engine.errors import BlockfillError, ConfigError
-from engine.infill import Completion, Engine, InfillRequest
+from engine.infill import Completion, Engine
 from engine.languages import language_from_path
 
 
@@ -48,40 +51,58 @@ def _explain(task: Task, completion: Completion) -> str:
     )
 
 
-def _run_tasks(engine: Engine, tasks: list[Task], batch_size: int, args, on_done) -> None:
-    bar = tqdm(total=len(tasks), desc="infilling", unit="task", disable=None, file=sys.stderr)
-    for start in range(0, len(tasks), batch_size):
-        chunk = tasks[start : start + batch_size]
-        requests = [InfillRequest(t.prefix, t.suffix, t.language, force=True) for t in chunk]
-        completions = engine.complete(requests, seeds=[args.seed] * len(chunk))
+def run_in_process(config: EngineConfig, tasks: list[Task], args: argparse.Namespace, on_done: RowSink) -> None:
+    """Complete `tasks` in this process, `--batch-size` at a time, handing each batch's rows to `on_done`."""
+    engine = Engine(config)
+    bar = progress_bar(len(tasks))
+    for start in range(0, len(tasks), args.batch_size):
+        chunk = tasks[start : start + args.batch_size]
+        completions = complete_tasks(engine, chunk, args.seed)
         if args.explain:
             for task, completion in zip(chunk, completions, strict=True):
                 bar.write(_explain(task, completion), file=sys.stderr)
-        on_done(chunk, completions)
+        on_done([result_row(t, c) for t, c in zip(chunk, completions, strict=True)])
         bar.update(len(chunk))
     bar.close()
 
 
+def _runner(args: argparse.Namespace) -> Callable[[EngineConfig, list[Task], argparse.Namespace, RowSink], None]:
+    """This process, or a pool of Ray workers with `--ray` (imported only then: Ray is an optional extra)."""
+    if args.ray is None:
+        return run_in_process
+    if args.explain:
+        raise ConfigError("--explain is not available with --ray: run the tasks to explain without it")
+    from engine.distributed import run_tasks
+
+    return run_tasks
+
+
+def _repository_tasks(args: argparse.Namespace) -> list[Task]:
+    """`--repo DIR --holes SPEC`: the holes cut from the tree, written with their answers to `--holes-out`."""
+    from engine.repository import holes_jsonl, make_holes
+
+    holes, skipped = make_holes(Path(args.repo), args.holes, args.seed)
+    for problem in skipped:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if args.holes_out:
+        write_atomically(Path(args.holes_out), holes_jsonl(holes))
+    return [hole.task for hole in holes]
+
+
 def cmd_infill(args: argparse.Namespace) -> int:
-    source, output = Path(args.input), Path(args.output) if args.output else None
+    source, output = Path(args.input or args.repo), Path(args.output) if args.output else None
     if output is not None and output.resolve() == source.resolve():
         raise BlockfillError("--output must not be the input file: blockfill never overwrites its input")
     # A batch names its holes: it gets the model's post-processed text even where it adds a syntax error (an
     # editor shows nothing there instead); `--set drop_syntax_errors=true` asks for the editor's behaviour.
     settings = {"model": args.model, "seed": args.seed, "drop_syntax_errors": False}
     config = with_overrides({**settings, **parse_assignments(args.set or [])})
-    if not is_jsonl(source):
+    run = _runner(args)
+    if args.input and not is_jsonl(source):
         pieces = split_holes(read_source(source), args.hole_marker)
         tasks = holes_as_tasks(pieces, source.name, args.language or language_from_path(str(source)))
-        engine = Engine(config)
         filled: dict[str, str] = {}
-        _run_tasks(
-            engine,
-            tasks,
-            args.batch_size,
-            args,
-            lambda ts, cs: filled.update({t.task_id: c.text for t, c in zip(ts, cs, strict=True)}),
-        )
+        run(config, tasks, args, lambda rows: filled.update({r["task_id"]: r["completion"] for r in rows}))
         text = pieces[0] + "".join(filled[t.task_id] + piece for t, piece in zip(tasks, pieces[1:], strict=True))
         if output is None:
             sys.stdout.write(text)
@@ -91,12 +112,15 @@ def cmd_infill(args: argparse.Namespace) -> int:
 
     bad: list[BadLine] = []
     tasks = []
-    for item in read_jsonl_tasks(source, args.language or "python"):
-        if isinstance(item, BadLine):
-            bad.append(item)
-            print(f"{source}:{item.line_number}: skipped: {item.problem}", file=sys.stderr)
-        else:
-            tasks.append(item)
+    if args.repo:
+        tasks = _repository_tasks(args)
+    else:
+        for item in read_jsonl_tasks(source, args.language or "python"):
+            if isinstance(item, BadLine):
+                bad.append(item)
+                print(f"{source}:{item.line_number}: skipped: {item.problem}", file=sys.stderr)
+            else:
+                tasks.append(item)
     writer = ResumableJsonlWriter(output, args.resume, args.overwrite) if output else None
     if writer is not None:
         tasks = [t for t in tasks if t.task_id not in writer.done_ids]
@@ -104,11 +128,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
         tasks = tasks[: args.limit]
     began = time.perf_counter()
 
-    def emit(chunk: list[Task], completions: list[Completion]) -> None:
-        rows = [
-            {"task_id": t.task_id, "completion": c.text, "seconds": round(c.seconds, 4), "steps": c.steps}
-            for t, c in zip(chunk, completions, strict=True)
-        ]
+    def emit(rows: list[dict]) -> None:
         if writer is None:
             for row in rows:
                 print(json.dumps(row))
@@ -117,7 +137,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
 
     try:
         if tasks:
-            _run_tasks(Engine(config), tasks, args.batch_size, args, emit)
+            run(config, tasks, args, emit)
         if writer is not None:
             writer.finish()
     finally:
@@ -173,7 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     infill = sub.add_parser("infill", help="fill holes in JSON-lines tasks or in source files")
-    infill.add_argument("--input", required=True, help=".jsonl / .jsonl.gz tasks, or a source file with hole markers")
+    inputs = infill.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--input", help=".jsonl / .jsonl.gz tasks, or a source file with hole markers")
+    inputs.add_argument("--repo", metavar="DIR", help="cut holes from the source files under DIR (see --holes)")
+    infill.add_argument(
+        "--holes",
+        default="functions",
+        metavar="SPEC",
+        help="with --repo: 'functions' (every function body) or 'lines:N' (N random lines a file, by --seed)",
+    )
+    infill.add_argument("--holes-out", metavar="FILE", help="with --repo: also write the holes and their answers")
     infill.add_argument("--output", help="where to write (JSON lines, or the filled file); default: stdout")
     infill.add_argument("--limit", type=int, help="complete at most this many tasks")
     infill.add_argument("--batch-size", type=int, default=8, help="tasks denoised together (default 8)")
@@ -188,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--hole-marker", default=HOLE_MARKER, help=f"marker in source files (default {HOLE_MARKER})")
     infill.add_argument("--explain", action="store_true", help="print the context each completion used, to stderr")
     infill.add_argument("--set", action="append", metavar="KEY=VALUE", help="engine setting, e.g. max_steps=8")
+    ray = infill.add_argument_group("scale-out on Ray (pip install 'blockfill[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="complete on a Ray cluster (HOST:PORT, 'auto', ray://...); no address: a local Ray runtime",
+    )
+    ray.add_argument("--workers", type=int, default=2, help="Ray workers, one engine each (default 2)")
+    ray.add_argument("--cores-per-worker", type=int, default=1, help="CPU cores (torch threads) a worker (default 1)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs a worker, e.g. 1 or 0.5 (default 0)")
     infill.set_defaults(handler=cmd_infill)
     train = sub.add_parser("train", help="train a DiffusionGemma-architecture model from scratch")
     train.add_argument("--out-dir", default="runs/blockfill-tiny")
