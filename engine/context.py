@@ -36,6 +36,8 @@ class InfillContext:
     language: str | None  # the LSP language id; None or unknown means no grammar
     reason: str  # why this mode, in one sentence (`blockfill infill --explain`)
     indent: str  # the file's indentation unit: "\t" or some spaces
+    inserts_lines: bool = False  # the cursor is at a line's start (or after its indentation) before code on that
+    # line: the middle is whole lines inserted before that code, so it must end with a line break
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def build_context(
         language=language,
         reason=reason,
         indent=indent_unit(text[max(offset - _INDENT_WINDOW, 0) : offset + _INDENT_WINDOW], language),
+        inserts_lines=mode != "skip" and _before_code_on_line(doc, offset),
     )
     return context, warnings
 
@@ -285,6 +288,13 @@ class _Doc:
         return None
 
 
+def _before_code_on_line(doc: _Doc, offset: int) -> bool:
+    """Only indentation before the cursor on its line, and code (not just closers) after it."""
+    before = doc.text[doc.line_start(offset) : offset]
+    after = doc.text[offset : doc.line_end(offset)]
+    return not before.strip() and bool(after.strip(_CLOSERS + " \t\r"))
+
+
 def _decide_mode(doc: _Doc, offset: int, cursor: int) -> tuple[Mode, str]:
     """The mode at the cursor, from its syntax node and its line, with the reason shown by --explain."""
     before = doc.text[doc.line_start(offset) : offset]
@@ -303,6 +313,9 @@ def _decide_mode(doc: _Doc, offset: int, cursor: int) -> tuple[Mode, str]:
             return "skip", "in the middle of a string literal, where a completion is noise"
         # At the end of a literal's text (a path, a message): finishing it is useful, but only on this line.
         return "line", "at the end of a string literal: finish it on this line"
+    if _before_code_on_line(doc, offset):
+        # `|    if x:` or `    |if x:`: the hole is a new line (or lines) before the code, not a piece of its line.
+        return "block", "at the start of a line that has code after the cursor: insert whole lines before it"
     if after.strip(_CLOSERS + " \t\r"):
         # Code follows on this line: the middle must join it, so one line at most.
         return "line", "mid-line: finish the line so it joins the code after the cursor"

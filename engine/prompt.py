@@ -24,6 +24,12 @@ _FIM_NAMES = {
     "fim_middle": ("<fim_middle>", "<|fim_middle|>"),
     "fim_suffix": ("<fim_suffix>", "<|fim_suffix|>"),
 }
+# Tokens after which a FIM middle is over, besides the tokenizer's EOS: a causal code model ends its middle with its
+# own end-of-text or a FIM/file separator (Qwen2.5-Coder writes `<|endoftext|>`, never its chat EOS `<|im_end|>`).
+_MIDDLE_END_NAMES = (
+    "<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>", "<fim_pad>", "<file_sep>",
+    "<|end|>", "<eos>",
+)  # fmt: skip
 _HOLE = "<HOLE>"
 _INSTRUCTION = f"Fill in the code at {_HOLE}. Reply with only the missing code, no explanation and no code fences.\n\n"
 
@@ -40,6 +46,12 @@ class SpecialTokens:
     fim_suffix: int | None
     # For chat checkpoints without FIM tokens: token ids before the prefix, between prefix and suffix, after it.
     chat_frame: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
+    middle_ends: frozenset[int] = frozenset()  # tokens that also end a middle (with eos and pad)
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """Every token at which a middle ends: EOS, padding and the model's own FIM end tokens."""
+        return self.middle_ends | {self.eos, self.pad}
 
     @classmethod
     def of(cls, tokenizer: PreTrainedTokenizerBase) -> "SpecialTokens":
@@ -49,7 +61,10 @@ class SpecialTokens:
             raise ModelLoadError("the tokenizer has no end-of-sequence token, so a middle cannot end")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         frame = chat_frame(tokenizer) if None in fim.values() and tokenizer.chat_template else None
-        return cls(pad=pad, eos=tokenizer.eos_token_id, bos=tokenizer.bos_token_id, **fim, chat_frame=frame)
+        ends = frozenset(vocab[name] for name in _MIDDLE_END_NAMES if name in vocab)
+        return cls(
+            pad=pad, eos=tokenizer.eos_token_id, bos=tokenizer.bos_token_id, **fim, chat_frame=frame, middle_ends=ends
+        )
 
 
 def chat_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

@@ -25,6 +25,10 @@ MODES = [
     ("java\nclass A {\n  void f() {\n    ║\n  }\n}\n", "block", "`{`"),
     ("c\nint main(void) {\n    ║\n}\n", "block", "`{`"),
     ("cpp\nnamespace n {\nint f() {\n  return 1;\n}\n║\n}\n", "block", "declaration list"),
+    # Block: a line's start (or its indentation) before code: whole lines go in before that code.
+    ("python\ndef f(x):\n║    return x\n", "block", "insert whole lines"),
+    ("python\ndef f(x):\n    ║return x\n", "block", "insert whole lines"),
+    ("javascript\nfunction f() {\n  ║return 1;\n}\n", "block", "insert whole lines"),
     # Line: mid-line, the end of a non-empty line, the end of a string's text.
     ("python\nx = foo(a║, b)\n", "line", "mid-line"),
     ("python\nprint(║)\n", "line", "end of a non-empty line"),
@@ -61,6 +65,21 @@ def test_mode_follows_the_syntax_node_at_the_cursor(source: str, mode: str, reas
     assert (ctx.mode, reason in ctx.reason) == (mode, True), ctx.reason
     budget = ContextBudget()
     assert ctx.canvas_tokens == {"line": budget.line_canvas, "block": budget.block_canvas, "skip": 0}[mode]
+
+
+@pytest.mark.parametrize(
+    ("source", "inserts"),
+    [
+        ("python\ndef f(x):\n║    return x\n", True),
+        ("python\ndef f(x):\n    ║return x\n", True),
+        ("python\ndef f(x):\n    ║\n    return x\n", False),  # an empty line: nothing to push down
+        ("python\nx = foo(a║, b)\n", False),
+        ("javascript\nfunction f() {\n  ║}\n", False),  # only a closer after the cursor
+        ("python\nx = 1  # a comm║ent\n", False),
+    ],
+)
+def test_a_hole_before_code_on_its_line_inserts_lines(source: str, inserts: bool) -> None:
+    assert marked_context(source)[1].inserts_lines is inserts
 
 
 def _python_file(functions: int, body_lines: int = 0) -> str:

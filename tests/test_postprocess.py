@@ -9,6 +9,7 @@ from engine.postprocess.check_syntax import check_syntax
 from engine.postprocess.drop_blank import drop_blank
 from engine.postprocess.drop_repetitive import drop_repetitive
 from engine.postprocess.drop_suffix_duplicate import drop_suffix_duplicate
+from engine.postprocess.end_with_line_break import end_with_line_break
 from engine.postprocess.limit_scope import limit_scope
 from engine.postprocess.normalize_indentation import normalize_indentation
 from tests.markers import marked_context
@@ -77,6 +78,10 @@ CASES = [
         "python\ndef f():\n  x = 1\n  ├if x:\n    y = 2 # aligned\n     z┤\n",
         "if x:\n    y = 2 # aligned\n     z",
     ),
+    # end_with_line_break: a hole before code on its line is whole lines (HumanEval's single-line holes)
+    (end_with_line_break, "python\ndef f(x):\n├    y = x┤    return y\n", "    y = x\n"),
+    (end_with_line_break, "python\ndef f(x):\n    ├y = x\n┤return y\n", "y = x\n    "),
+    (end_with_line_break, "python\nx = ├1┤\n", "1"),
     # normalize_indentation with LSP formattingOptions
     (normalize_indentation(2, True), "python\ndef f():\n    ├if x:\n        y = 2┤\n", "if x:\n    y = 2"),
     (normalize_indentation(4, False), "python\ndef f():\n    ├if x:\n        y = 2┤\n", "if x:\n\t\ty = 2"),
@@ -104,6 +109,8 @@ def test_filter(apply: Filter, source: str, expected: str) -> None:
         ("c\nint f(void) {\n    ├return 1┤\n}\n", 1),
         ("cpp\nint f() {\n  ├auto v = std::vector<int>{1, 2};┤\n}\n", 0),
         ("plaintext\nanything ├goes(┤\n", None),
+        # tree-sitter reads the comment and recovers; Python's own parser rejects the indented `if`
+        ("python\ndef f(x):\n├    #_┤    if x == 0:\n        return 1\n    return 2\n", 1),
     ],
 )
 def test_check_syntax_counts_errors_the_candidate_adds(source: str, added: int | None) -> None:

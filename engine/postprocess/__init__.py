@@ -8,6 +8,7 @@ from engine.postprocess.check_syntax import check_syntax
 from engine.postprocess.drop_blank import drop_blank
 from engine.postprocess.drop_repetitive import drop_repetitive
 from engine.postprocess.drop_suffix_duplicate import drop_suffix_duplicate
+from engine.postprocess.end_with_line_break import end_with_line_break
 from engine.postprocess.limit_scope import limit_scope
 from engine.postprocess.normalize_indentation import normalize_indentation
 
@@ -28,6 +29,7 @@ def postprocess(
         balance_brackets,
         normalize_indentation(options.tab_size, options.insert_spaces),
         drop_blank,
+        end_with_line_break,
         check_syntax(cut_back=options.drop_syntax_errors),  # shown as written when broken ones are wanted
     ]
     survivors = []
