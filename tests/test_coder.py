@@ -1,0 +1,158 @@
+"""blockfill-coder's family: a causal LM decoded by engine.coder, left to right or drafting blocks with its adapter.
+
+Correctness comes from a micro Qwen2 trained in the test on a toy task only the suffix determines
+(tests/toy_coder.py); the adapter is trained with the project's own distillation loss. What must hold:
+- left to right, the loop writes exactly what transformers' greedy `generate()` writes;
+- the base fills the toy middle from the suffix, and an untrained model does not (so the check can fail);
+- with an adapter, verified drafting writes token for token the base's middle (the quality floor), whatever the
+  adapter's weights, and a trained adapter settles more than one token a step.
+"""
+
+import random
+
+import pytest
+import torch
+from transformers import AutoTokenizer, Qwen2ForCausalLM
+from transformers.cache_utils import DynamicCache
+
+from engine.coder import Drafter, DraftSettings, draft_attention, draft_middle, end_rule
+from engine.config import EngineConfig
+from engine.errors import Cancelled, ModelLoadError
+from engine.infill import Engine, InfillRequest
+from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdapter
+from engine.models.loading import load_model
+from engine.prompt import SpecialTokens, build_prompt
+from tests.toy_coder import BLOCK, toy_texts, train_toy_adapter, train_toy_base
+
+
+@pytest.fixture(scope="module")
+def toy_base(tmp_path_factory):
+    return train_toy_base(tmp_path_factory.mktemp("toy-qwen2"))
+
+
+@pytest.fixture(scope="module")
+def toy_adapter(toy_base, tmp_path_factory):
+    return train_toy_adapter(toy_base, tmp_path_factory.mktemp("toy-adapter"))
+
+
+def _requests(count: int, seed: int = 1) -> tuple[list[InfillRequest], list[str]]:
+    rng = random.Random(seed)
+    texts = [toy_texts(rng) for _ in range(count)]
+    return [InfillRequest(p, s, "python", canvas_tokens=12, force=True) for p, _, s in texts], [m for _, m, _ in texts]
+
+
+def _engine(model: str, **settings) -> Engine:
+    return Engine(EngineConfig(model=model, device="cpu", drop_syntax_errors=False, **settings))
+
+
+def test_left_to_right_is_greedy_generate(toy_base):
+    engine = _engine(str(toy_base))
+    assert engine.loaded.family == "causal"
+    prefix, suffix = "value = ", "\ngolf echo alpha = value\n"
+    completion = engine.complete([InfillRequest(prefix, suffix, "python", canvas_tokens=12, force=True)])[0]
+
+    loaded, special = engine.loaded, engine.loaded.special
+    encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt = build_prompt(encode(prefix), encode(suffix), 12, "fim_text", special).input_ids
+    out = loaded.model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=special.eos)
+    new = out[0, len(prompt) :].tolist()
+    end = new.index(special.eos) if special.eos in new else len(new)
+    assert completion.raw_text == loaded.tokenizer.decode(new[:end], skip_special_tokens=True)
+    assert completion.tokens == completion.steps == min(len(new), end + 1)  # one token a step
+
+
+def test_the_base_fills_the_middle_from_the_suffix(toy_base):
+    requests, middles = _requests(12)
+    got = [c.raw_text.strip() for c in _engine(str(toy_base)).complete(requests)]
+    assert sum(g == m for g, m in zip(got, middles, strict=True)) >= 10, list(zip(middles, got, strict=True))
+
+
+def test_an_untrained_base_fails_the_same_check(toy_base, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(str(toy_base))
+    tokenizer.save_pretrained(str(tmp_path))
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(Qwen2ForCausalLM.config_class.from_pretrained(str(toy_base))).save_pretrained(str(tmp_path))
+    requests, middles = _requests(12)
+    got = [c.raw_text.strip() for c in _engine(str(tmp_path)).complete(requests)]
+    assert sum(g == m for g, m in zip(got, middles, strict=True)) <= 1
+
+
+def test_trained_adapter_keeps_the_base_middle_and_drafts_ahead(toy_base, toy_adapter):
+    requests, _ = _requests(12, seed=2)
+    base = _engine(str(toy_base)).complete(requests)
+    coder = _engine(str(toy_adapter))
+    assert (coder.loaded.family, coder.draft_settings.block_size) == ("coder", BLOCK)
+    drafted = coder.complete(requests)
+    assert [c.raw_text for c in drafted] == [c.raw_text for c in base]
+    base_rate = sum(c.tokens for c in base) / sum(c.steps for c in base)
+    coder_rate = sum(c.tokens for c in drafted) / sum(c.steps for c in drafted)
+    assert coder_rate >= 1.4 * base_rate, (coder_rate, base_rate)
+
+
+def test_any_adapter_keeps_the_base_middle_when_verifying(toy_base, tmp_path):
+    """The floor: random (non-zero) adapter weights and an eager threshold change speed, never the middle."""
+    tokenizer = AutoTokenizer.from_pretrained(str(toy_base))
+    special = SpecialTokens.of(tokenizer)
+    lm = Qwen2ForCausalLM.from_pretrained(str(toy_base), dtype=torch.float32)
+    adapter = DraftingAdapter(lm, AdapterConfig(str(toy_base), BLOCK, special.pad, rank=4, alpha=8.0))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for parameter in adapter.trainable_parameters():
+            parameter.normal_(0, 0.5)
+    adapter.save(tmp_path)
+    requests, _ = _requests(8, seed=3)
+    base = [c.raw_text for c in _engine(str(toy_base)).complete(requests)]
+    eager = _engine(str(tmp_path), draft_threshold=0.0).complete(requests)
+    assert [c.raw_text for c in eager] == base
+
+
+def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
+    allowed = draft_attention(past=2, pending=2, block=2)
+    assert allowed.tolist() == [
+        [True, True, True, False, False, False],
+        [True, True, True, True, False, False],
+        [True, True, True, True, True, True],
+        [True, True, True, True, True, True],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "line_before", "pieces", "expected"),
+    [
+        ("line", "x = ", ["1", "\n", "y"], 2),  # after the first line
+        ("line", "", ["\n", "a", "\n"], 3),  # a blank first line is not the line
+        ("block", "    ", ["a", "\n", "    b", "\n", "c", "\n"], 6),  # the dedent that leaves the block
+        ("block", "    ", ["a", "\n", "    b", "\n"], None),
+        ("block", "", ["x", "\n", "stop = 1", "\n"], 4),  # a line equal to the suffix's first
+        ("line", "x = ", ["1", "<end>"], 1),  # an end token is dropped
+    ],
+)
+def test_end_rule(mode, line_before, pieces, expected):
+    vocabulary = {piece: index for index, piece in enumerate(dict.fromkeys(pieces))}
+    text_of = {index: piece for piece, index in vocabulary.items()}
+    stops = frozenset({vocabulary["<end>"]}) if "<end>" in vocabulary else frozenset()
+    ends_at = end_rule(text_of.__getitem__, stops, mode, line_before, "stop = 1\nmore\n")
+    assert ends_at([vocabulary[p] for p in pieces]) == expected
+
+
+def test_drafting_stops_between_steps_when_asked(toy_base, toy_adapter):
+    loaded = load_model(str(toy_adapter), device="cpu")
+    drafter = Drafter(loaded.model, loaded.adapter)
+    cache = DynamicCache(config=loaded.model.config)
+    logits = drafter.prefill([loaded.special.bos, 5, 6, 7], cache)
+    with pytest.raises(Cancelled):
+        draft_middle(drafter, cache, logits, DraftSettings(BLOCK), 12, lambda tokens: None, should_stop=lambda: True)
+
+
+def test_a_foreign_adapter_is_refused(toy_base, tmp_path):
+    (tmp_path / ADAPTER_CONFIG).write_text('{"model_type": "sdar", "block_size": 4}')
+    with pytest.raises(ModelLoadError, match="not a blockfill-coder adapter"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_a_catalog_base_that_is_not_fetched_names_the_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("BLOCKFILL_CACHE", str(tmp_path))
+    with pytest.raises(ModelLoadError, match="blockfill models fetch qwen2.5-coder-0.5b"):
+        load_model("qwen2.5-coder-0.5b", device="cpu")
+    with pytest.raises(ModelLoadError, match="blockfill models fetch qwen2.5-coder-0.5b"):
+        load_model("blockfill-coder", device="cpu")
