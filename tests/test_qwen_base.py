@@ -1,7 +1,8 @@
 """The pretrained base that setup.sh fetches (qwen2.5-coder-0.5b), through the engine as a user runs it.
 
-It must fill small functions so that their own checks pass, at the end of a line, in an empty body, and at a line's start before
-existing code (whole lines inserted), and stop at its FIM end token instead of running on to the canvas's end.
+It must fill small functions so that their own checks pass, at the end of a line, in an empty body, and at a line's
+start before existing code (whole lines inserted), and stop where its middle ends instead of running on to the
+canvas's end.
 """
 
 import pytest
