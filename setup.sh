@@ -16,6 +16,6 @@ fi
 # converted once into ~/.cache/blockfill (BLOCKFILL_CACHE to move it); a no-op once installed.
 .venv/bin/blockfill models fetch blockfill-coder
 if [ "${1:-}" != "--no-demo" ]; then
-    echo "== examples/fill_me.py, holes filled by blockfill-tiny on $(.venv/bin/python -c 'import torch; print("CUDA" if torch.cuda.is_available() else "the CPU")'):" >&2
+    echo "== examples/fill_me.py, holes filled by the default model (blockfill-coder) on $(.venv/bin/python -c 'import torch; print("CUDA" if torch.cuda.is_available() else "the CPU")'):" >&2
     .venv/bin/blockfill infill --input examples/fill_me.py --explain
 fi

@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str = "blockfill-tiny"  # a name from `blockfill models list`, a checkpoint directory, or a cached hub id
+    model: str = "blockfill-coder"  # a name from `blockfill models list`, a checkpoint directory, or a cached hub id
     device: str = "auto"  # "auto" (CUDA where present), "cpu", "cuda", "cuda:1", ...
     allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs

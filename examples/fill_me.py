@@ -5,7 +5,7 @@ import sys
 def read_lines(path):
     """Return the lines of a text file, without their newlines."""
     with open(path) as handle:
-<FILL>
+        return [line.<FILL>
 
 
 def count_words(lines):

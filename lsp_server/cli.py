@@ -1,6 +1,6 @@
 """`blockfill serve`: run the language server over stdio (default) or TCP.
 
-blockfill serve                              stdio, the embedded model
+blockfill serve                              stdio, the default model (blockfill-coder)
 blockfill serve --model DIR --set max_steps=8
 blockfill serve --tcp 127.0.0.1:2087         TCP, loopback only unless --allow-remote
 """
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tcp", type=_tcp_address, metavar="HOST:PORT", help="listen on TCP instead of stdio")
     parser.add_argument("--allow-remote", action="store_true", help="let --tcp listen on a non-loopback address")
-    parser.add_argument("--model", help="'embedded', a checkpoint directory or a hub id")
+    parser.add_argument("--model", help="a name from `blockfill models list`, a checkpoint directory or a hub id")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="engine or server setting")
     parser.add_argument("--log-level", default="WARNING", help="stderr logging level (default WARNING)")
     return parser

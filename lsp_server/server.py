@@ -228,8 +228,9 @@ class BlockfillServer(LanguageServer):
         except BlockfillError as err:
             self.state, self.message = "error", str(err)
             self.show_once(
-                f"blockfill could not load model {config.model!r}: {err}. Set blockfill.model to a checkpoint "
-                'directory, a cached hub id, or "embedded", or run `blockfill infill --model ...` to check it.'
+                f"blockfill could not load model {config.model!r}: {err}. Set blockfill.model to a name from "
+                "`blockfill models list`, a checkpoint directory or a cached hub id, or run `blockfill infill "
+                "--model ...` to check it."
             )
         except Exception as err:  # a bug or a broken install: say so, keep serving (with empty answers)
             log.exception("loading %s failed", config.model)

@@ -100,6 +100,7 @@ def _settings(work: Path) -> dict:
         "editor.suggestOnTriggerCharacters": False,
         "files.autoSave": "off",
         "blockfill.pythonPath": sys.executable,
+        "blockfill.model": "blockfill-tiny",  # the tests' fast model; the default is checked in tests/lsp
         "blockfill.maxBlockSize": 48,
         "blockfill.serverSettings": {**SERVER_SETTINGS, "acceptanceLog": str(work / "accepted.jsonl")},
     }

@@ -20,7 +20,7 @@ import pytest
 
 from lsp_server.framing import Frames
 
-SERVER = [sys.executable, "-m", "lsp_server"]
+SERVER = [sys.executable, "-m", "lsp_server", "--model", "blockfill-tiny"]  # the fast model: this is about framing
 SEED = 1729
 MESSAGES = 300
 ANSWER_TIMEOUT_S = 60  # the final completion may run the embedded model on a busy machine
@@ -181,7 +181,7 @@ def _inline(uri: str, line: int, character: int) -> dict:
 
 @pytest.fixture
 def stdio_server(tmp_path):
-    """The real server, on the embedded model, over a pipe; its stderr in a file (a full pipe would block it)."""
+    """The real server, on blockfill-tiny, over a pipe; its stderr in a file (a full pipe would block it)."""
     with (tmp_path / "stderr.txt").open("wb") as err:
         process = subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
     yield process

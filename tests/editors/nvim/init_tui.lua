@@ -8,7 +8,10 @@ vim.opt.rtp:prepend(os.getenv('BLOCKFILL_REPO') .. '/editors/nvim')
 require('blockfill').setup({
   cmd = { os.getenv('BLOCKFILL_CMD'), 'serve' },
   -- drop_syntax_errors = false: the weak model's blocks rarely parse, and the screen test needs one
-  settings = { device = 'cpu', threads = 1, seed = 5, drop_syntax_errors = false, acceptanceLog = work .. '/accepted.jsonl' },
+  settings = {
+    model = 'blockfill-tiny', device = 'cpu', threads = 1, seed = 5, drop_syntax_errors = false,
+    acceptanceLog = work .. '/accepted.jsonl',
+  },
 })
 -- Tell the test when the model is loaded (the server's blockfill/status notification).
 vim.api.nvim_create_autocmd('User', {

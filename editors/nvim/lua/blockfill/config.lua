@@ -21,7 +21,7 @@ M.default_filetypes = {
 
 ---@class blockfill.Config
 ---@field cmd string[]|fun(dispatchers: table): table  how to start the server (argv, or vim.lsp.rpc.connect())
----@field model string?             model spec sent as the `model` setting ("embedded", a directory, a hub id)
+---@field model string?             model spec sent as the `model` setting (a `blockfill models list` name, a directory, a hub id)
 ---@field settings table            initializationOptions: any engine or server setting (snake or camel case)
 ---@field filetypes string[]        filetypes that start the server
 ---@field root_markers string[]     files that mark a project root (the server is shared per root)

@@ -139,7 +139,7 @@ const tests: Array<[string, () => Promise<void>]> = [
   ['settings become initializationOptions (server keys only)', async () => {
     const sent = api.sentSettings[0];
     assert.deepEqual(api.client!.clientOptions.initializationOptions, sent);
-    assert.equal(sent.model, 'embedded');
+    assert.equal(sent.model, 'blockfill-tiny'); // blockfill.model in the test's settings.json
     assert.equal(sent.blockCanvas, 48); // blockfill.maxBlockSize in the test's settings.json
     assert.equal(sent.debounceMs, 150);
     assert.equal(sent.alternatives, 3);
