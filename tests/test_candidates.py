@@ -27,8 +27,10 @@ def _holes(count: int) -> list[InfillRequest]:
 
 
 def test_the_shown_draft_is_one_of_the_single_seed_drafts_and_shows_whenever_one_of_them_does():
-    single = Engine(with_overrides({"threads": 1, "refine_steps": 0}))
-    several = Engine(with_overrides({"threads": 1, "refine_steps": 0, "candidates": 3}), single.loaded)
+    single = Engine(with_overrides({"model": "blockfill-tiny", "threads": 1, "refine_steps": 0}))
+    several = Engine(
+        with_overrides({"model": "blockfill-tiny", "threads": 1, "refine_steps": 0, "candidates": 3}), single.loaded
+    )
     holes = _holes(8)
     best = several.complete(holes)
     disagreements = 0

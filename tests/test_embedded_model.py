@@ -1,31 +1,43 @@
-"""README's first command, minus the install: the shipped blockfill-tiny fills the bundled example's holes."""
+"""README's first command, minus the install: the default model fills the bundled example so that it runs."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from engine.batch import split_holes
 from engine.cli import main
-from engine.models.loading import EMBEDDED_DIR
+from engine.models.catalog import CATALOG, installed_dir
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "fill_me.py"
-pytestmark = pytest.mark.skipif(not (EMBEDDED_DIR / "model.safetensors").exists(), reason="embedded model not shipped")
+BASE = CATALOG[CATALOG["blockfill-coder"].base]
+pytestmark = pytest.mark.skipif(
+    not (installed_dir(BASE) / "config.json").is_file(),
+    reason=f"{BASE.name} is not installed: `blockfill models fetch blockfill-coder` (setup.sh does it)",
+)
 
 
-def test_example_holes_are_filled_in_place(capsys):
+def test_example_holes_are_filled_with_code_that_runs(capsys, tmp_path):
     pieces = split_holes(EXAMPLE.read_text())
     assert main(["infill", "--input", str(EXAMPLE), "--explain"]) == 0
     captured = capsys.readouterr()
     filled = captured.out
     assert "<FILL>" not in filled
     assert filled.startswith(pieces[0]) and filled.endswith(pieces[-1])
-    # The text between holes is untouched and in order (a hole may stay empty: post-processing can drop a
-    # middle the model got wrong, and this model is weak).
-    position = len(pieces[0])
+    position = len(pieces[0])  # the text between holes is untouched and in order
     for piece in pieces[1:-1]:
         position = filled.index(piece, position) + len(piece)
-    # Both holes sit in empty bodies after a block opener: tree-sitter must see Python and choose block mode.
-    assert captured.err.count("mode=block") == 2, captured.err
+    # The first hole ends a line, the second is an empty body after a block opener: tree-sitter decides.
+    assert [line.split("mode=")[1].split()[0] for line in captured.err.splitlines() if "mode=" in line] == [
+        "line",
+        "block",
+    ], captured.err
+    program, words = tmp_path / "filled.py", tmp_path / "words.txt"
+    program.write_text(filled)
+    words.write_text("one two three\nfour five\n")
+    ran = subprocess.run([sys.executable, str(program), str(words)], capture_output=True, text=True, timeout=60)
+    assert ran.stdout == "5 words in words.txt\n", (filled, ran.stderr)
 
 
 def test_humaneval_task_through_jsonl(tmp_path):
