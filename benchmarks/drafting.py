@@ -20,8 +20,8 @@ from engine.models.loading import load_model
 
 ARMS = {
     "base, left to right": {"block_size": 0},
-    "drafting, verified": {},
-    "drafting, unverified": {"verify_drafts": False},
+    "drafting, verified": {"block_size": -1},
+    "drafting, unverified": {"block_size": -1, "verify_drafts": False},
 }
 
 

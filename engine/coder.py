@@ -77,7 +77,9 @@ class Drafter:
             embeds = torch.cat([embeds, masks], dim=1)  # [1, n + B, H]
         positions = torch.arange(past, past + n + block, device=device)[None]  # [1, n + B]
         allowed = draft_attention(past, n, block, device)  # [n + B, past + n + B]
-        gate = torch.cat([torch.zeros(n, device=device), torch.ones(block, device=device)])[None, :, None]
+        gate = None  # adapter off: no masks to read
+        if block:
+            gate = torch.cat([torch.zeros(n, device=device), torch.ones(block, device=device)])[None, :, None]
         # Without masks the pending tokens read causally, the model's own default (any causal architecture).
         attention = {"full_attention": allowed[None, None]} if block else None
         context = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()

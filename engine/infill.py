@@ -119,6 +119,8 @@ class Engine:
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
         if config.candidates < 1:
             raise ConfigError(f"candidates must be at least 1, not {config.candidates}")
+        if config.line_start_holes not in ("block", "line"):
+            raise ConfigError(f"line_start_holes must be 'block' or 'line', not {config.line_start_holes!r}")
         self.config = config
         self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
         limits = self.loaded.limits
@@ -180,7 +182,8 @@ class Engine:
         context, warnings = build_context(
             text, len(request.prefix), request.language, self.budget_tokens, self.budget, request.tree
         )
-        if context.mode == "skip" and request.force:
+        one_line = context.inserts_lines and self.config.line_start_holes == "line"
+        if (context.mode == "skip" and request.force) or one_line:
             context = dataclasses.replace(context, mode="line", canvas_tokens=self.budget.line_canvas)
         if request.canvas_tokens is not None:
             canvas = max(2, min(request.canvas_tokens, self.loaded.limits.max_canvas))

@@ -17,7 +17,7 @@ from transformers.cache_utils import DynamicCache
 
 from engine.coder import Drafter, DraftSettings, draft_attention, draft_middle, end_rule
 from engine.config import EngineConfig
-from engine.errors import Cancelled, ModelLoadError
+from engine.errors import Cancelled, ConfigError, ModelLoadError
 from engine.infill import Engine, InfillRequest
 from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdapter
 from engine.models.loading import load_model
@@ -80,7 +80,7 @@ def test_an_untrained_base_fails_the_same_check(toy_base, tmp_path):
 def test_trained_adapter_keeps_the_base_middle_and_drafts_ahead(toy_base, toy_adapter):
     requests, _ = _requests(12, seed=2)
     base = _engine(str(toy_base)).complete(requests)
-    coder = _engine(str(toy_adapter))
+    coder = _engine(str(toy_adapter), block_size=-1)
     assert (coder.loaded.family, coder.draft_settings.block_size) == ("coder", BLOCK)
     drafted = coder.complete(requests)
     assert [c.raw_text for c in drafted] == [c.raw_text for c in base]
@@ -102,7 +102,7 @@ def test_any_adapter_keeps_the_base_middle_when_verifying(toy_base, tmp_path):
     adapter.save(tmp_path)
     requests, _ = _requests(8, seed=3)
     base = [c.raw_text for c in _engine(str(toy_base)).complete(requests)]
-    eager = _engine(str(tmp_path), draft_threshold=0.0).complete(requests)
+    eager = _engine(str(tmp_path), block_size=-1, draft_threshold=0.0).complete(requests)
     assert [c.raw_text for c in eager] == base
 
 
@@ -156,3 +156,12 @@ def test_a_catalog_base_that_is_not_fetched_names_the_command(monkeypatch, tmp_p
         load_model("qwen2.5-coder-0.5b", device="cpu")
     with pytest.raises(ModelLoadError, match="blockfill models fetch qwen2.5-coder-0.5b"):
         load_model("blockfill-coder", device="cpu")
+
+
+def test_line_start_holes_can_be_planned_as_one_line(toy_base):
+    request = InfillRequest("def f(x):\n", "    return x\n", "python")
+    assert _engine(str(toy_base)).plan(request)[0].mode == "block"
+    context = _engine(str(toy_base), line_start_holes="line").plan(request)[0]
+    assert (context.mode, context.inserts_lines) == ("line", True)
+    with pytest.raises(ConfigError, match="line_start_holes"):
+        _engine(str(toy_base), line_start_holes="sometimes")
