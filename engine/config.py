@@ -34,8 +34,9 @@ class EngineConfig:
     max_suffix_tokens: int = 256  # context after the cursor (likewise capped)
     line_canvas: int = 24  # canvas tokens for a rest-of-line completion
     block_canvas: int = 128  # canvas tokens for a block completion (capped by the model's largest canvas)
-    line_start_holes: str = "block"  # a hole at a line's start before code: "block" (the model decides how many
-    # lines) or "line" (one line)
+    # A hole at a line's start before code: "block" (the model decides how many lines) or "line" (one line). Block:
+    # with the base, one line gains 5.8 points on single-line HumanEval holes and loses 14 on multi-line (RESULTS).
+    line_start_holes: str = "block"
     drop_syntax_errors: bool = True  # show nothing rather than a completion that adds a syntax error
     candidates: int = 1  # drafts denoised together per hole (one seed each); post-processing ranks them, best shown
     # blockfill-coder: masked positions drafted a step; -1: the adapter's own block size; 0: none, the base left to
