@@ -50,9 +50,8 @@ class DraftResult:
 class Drafter:
     """A causal LM and, for blockfill-coder, its drafting adapter: the two forwards the loop needs."""
 
-    def __init__(self, lm: nn.Module, adapter: DraftingAdapter | None, mask_token_id: int | None = None):
+    def __init__(self, lm: nn.Module, adapter: DraftingAdapter | None):
         self.lm, self.adapter = lm, adapter
-        self.mask_token_id = adapter.config.mask_token_id if adapter is not None else mask_token_id
 
     @torch.inference_mode()
     def prefill(self, input_ids: list[int], cache: DynamicCache, cached_tokens: int = 0) -> torch.Tensor:
@@ -76,12 +75,12 @@ class Drafter:
             masks = self.adapter.mask_embedding.to(embeds.dtype).expand(1, block, -1)  # [1, B, H]
             embeds = torch.cat([embeds, masks], dim=1)  # [1, n + B, H]
         positions = torch.arange(past, past + n + block, device=device)[None]  # [1, n + B]
-        allowed = draft_attention(past, n, block, device)  # [n + B, past + n + B]
-        gate = None  # adapter off: no masks to read
+        # Without masks the pending tokens read causally, the model's own default (any causal architecture), and
+        # the adapter stays off.
+        attention, gate = None, None
         if block:
+            attention = {"full_attention": draft_attention(past, n, block, device)[None, None]}
             gate = torch.cat([torch.zeros(n, device=device), torch.ones(block, device=device)])[None, :, None]
-        # Without masks the pending tokens read causally, the model's own default (any causal architecture).
-        attention = {"full_attention": allowed[None, None]} if block else None
         context = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
         with context:
             logits = self.lm(
