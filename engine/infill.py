@@ -23,6 +23,7 @@ from engine.denoise import DenoiseSettings, denoise, encode_prompts
 from engine.errors import ConfigError, InputError
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess
+from engine.postprocess.base import last_line
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
 
 
@@ -242,16 +243,7 @@ class Engine:
         loaded = self.loaded
         if self.drafter is not None:
             return [self._draft(canvas, requests[i], plans[i][0], len(rows) == 1, should_stop) for i, _ in rows]
-        prompts = [
-            build_prompt(
-                self._encode(plans[i][0].prefix)[-self.budget.max_prefix_tokens :],
-                self._encode(plans[i][0].suffix)[: self.budget.max_suffix_tokens],
-                canvas,
-                loaded.layout,
-                loaded.special,
-            )
-            for i, _ in rows
-        ]
+        prompts = [self._prompt(plans[i][0], canvas) for i, _ in rows]
         began = time.perf_counter()
         batch = collate_prompts(prompts, canvas, loaded.special.pad, str(loaded.device))
         single = requests[rows[0][0]] if len(rows) == 1 else None
@@ -271,6 +263,16 @@ class Engine:
             for row in range(len(rows))
         ]
 
+    def _prompt(self, context: InfillContext, canvas: int) -> Prompt:
+        """The model's prompt for a planned hole, prefix and suffix cut to the token budgets."""
+        return build_prompt(
+            self._encode(context.prefix)[-self.budget.max_prefix_tokens :],
+            self._encode(context.suffix)[: self.budget.max_suffix_tokens],
+            canvas,
+            self.loaded.layout,
+            self.loaded.special,
+        )
+
     def _draft(self, canvas: int, request: InfillRequest, context: InfillContext, single: bool, should_stop):
         """One middle from a causal model (left to right, or drafting blocks with blockfill-coder's adapter).
 
@@ -278,13 +280,7 @@ class Engine:
         changed token; the cache is the base model's own, so reuse is exact.
         """
         loaded = self.loaded
-        prompt = build_prompt(
-            self._encode(context.prefix)[-self.budget.max_prefix_tokens :],
-            self._encode(context.suffix)[: self.budget.max_suffix_tokens],
-            canvas,
-            loaded.layout,
-            loaded.special,
-        )
+        prompt = self._prompt(context, canvas)
         began = time.perf_counter()
         reused, cache = 0, DynamicCache(config=loaded.model.config)
         if single and self._prompt_cache is not None:
@@ -294,8 +290,9 @@ class Engine:
         next_logits = self.drafter.prefill(prompt.input_ids, cache, reused)
         if single:
             self._prompt_cache = _PromptCache(prompt, cache)  # decoding appends to it; the next prefill crops it
-        line_before = context.prefix[context.prefix.rfind("\n") + 1 :]
-        ends_at = end_rule(self._token_text, loaded.special.stop_ids, context.mode, line_before, context.suffix)
+        ends_at = end_rule(
+            self._token_text, loaded.special.stop_ids, context.mode, last_line(context.prefix), context.suffix
+        )
         result = draft_middle(self.drafter, cache, next_logits, self.draft_settings, canvas, ends_at, should_stop)
         text = loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)
         seconds = time.perf_counter() - began
