@@ -167,12 +167,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from engine.models.catalog import CATALOG, installed_dir
+    from engine.models.catalog import CATALOG, installed_dir, is_installed
 
     for entry in CATALOG.values():
         if entry.parts is not None:
-            where = installed_dir(entry)
-            state = f"installed in {where}" if (where / "config.json").is_file() else "not installed"
+            state = f"installed in {installed_dir(entry)}" if is_installed(entry) else "not installed"
         elif entry.base is not None:
             state = f"adapter in the package, over {entry.base}"
         else:

@@ -324,13 +324,16 @@ class Engine:
     def _token_text(self, token: int) -> str:
         return self.loaded.tokenizer.decode([token])
 
+    def _middle_end(self, tokens: list[int]) -> int | None:
+        """Index of the canvas's first end token (EOS, padding, a FIM end), or None when it has none."""
+        stops = self.loaded.special.stop_ids
+        return next((i for i, t in enumerate(tokens) if t in stops), None)
+
     def _written(self, tokens: list[int]) -> int:
         """Canvas tokens up to and including the first end token."""
-        stops = self.loaded.special.stop_ids
-        return next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))
+        end = self._middle_end(tokens)
+        return len(tokens) if end is None else end + 1
 
     def _decode_middle(self, tokens: list[int]) -> str:
-        """The canvas up to its first end token (EOS, padding, a FIM end): the middle the model proposes."""
-        special = self.loaded.special
-        end = next((i for i, t in enumerate(tokens) if t in special.stop_ids), len(tokens))
-        return self.loaded.tokenizer.decode(tokens[:end], skip_special_tokens=True)
+        """The canvas up to its first end token: the middle the model proposes."""
+        return self.loaded.tokenizer.decode(tokens[: self._middle_end(tokens)], skip_special_tokens=True)

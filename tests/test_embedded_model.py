@@ -8,12 +8,12 @@ import pytest
 
 from engine.batch import split_holes
 from engine.cli import main
-from engine.models.catalog import CATALOG, installed_dir
+from engine.models.catalog import CATALOG, is_installed
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "fill_me.py"
 BASE = CATALOG[CATALOG["blockfill-coder"].base]
 pytestmark = pytest.mark.skipif(
-    not (installed_dir(BASE) / "config.json").is_file(),
+    not is_installed(BASE),
     reason=f"{BASE.name} is not installed: `blockfill models fetch blockfill-coder` (setup.sh does it)",
 )
 

@@ -9,11 +9,11 @@ import pytest
 
 from engine.config import EngineConfig
 from engine.infill import Engine, InfillRequest
-from engine.models.catalog import CATALOG, installed_dir
+from engine.models.catalog import CATALOG, is_installed
 
 BASE = CATALOG["qwen2.5-coder-0.5b"]
 pytestmark = pytest.mark.skipif(
-    not (installed_dir(BASE) / "config.json").is_file(),
+    not is_installed(BASE),
     reason="qwen2.5-coder-0.5b is not installed: `blockfill models fetch qwen2.5-coder-0.5b` (setup.sh does it)",
 )
 

@@ -103,3 +103,8 @@ def cache_root() -> Path:
 def installed_dir(entry: CatalogEntry) -> Path:
     """The converted checkpoint directory of a fetched base (it may not exist yet)."""
     return cache_root() / "models" / entry.name
+
+
+def is_installed(entry: CatalogEntry) -> bool:
+    """Whether a fetched base is in the cache: its directory appears only once the conversion is complete."""
+    return (installed_dir(entry) / "config.json").is_file()

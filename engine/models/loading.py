@@ -23,7 +23,7 @@ from transformers import (
 )
 
 from engine.errors import ModelLoadError
-from engine.models.catalog import CatalogEntry, installed_dir, lookup
+from engine.models.catalog import CatalogEntry, installed_dir, is_installed, lookup
 from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdapter
 from engine.prompt import SpecialTokens
 
@@ -100,10 +100,9 @@ def _catalog_source(entry: CatalogEntry) -> Path:
         return entry.adapter
     if entry.parts is None:
         return EMBEDDED_DIR
-    directory = installed_dir(entry)
-    if not (directory / "config.json").is_file():
+    if not is_installed(entry):
         raise ModelLoadError(f"{entry.name} is not installed; fetch it with `blockfill models fetch {entry.name}`")
-    return directory
+    return installed_dir(entry)
 
 
 def _single_gguf(directory: Path) -> Path | None:

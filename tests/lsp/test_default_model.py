@@ -10,14 +10,14 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient, client_capabilities
 
-from engine.models.catalog import CATALOG, installed_dir
+from engine.models.catalog import CATALOG, is_installed
 from tests.lsp.conftest import SERVER, inline_params, open_document, start, stats, wait_for_state
 
 BASE = CATALOG[CATALOG["blockfill-coder"].base]
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
     pytest.mark.skipif(
-        not (installed_dir(BASE) / "config.json").is_file(),
+        not is_installed(BASE),
         reason=f"{BASE.name} is not installed: `blockfill models fetch blockfill-coder` (setup.sh does it)",
     ),
 ]
