@@ -60,6 +60,9 @@ function M.start(buf, config)
   if config.model then
     init_options.model = config.model
   end
+  if vim.tbl_isempty(init_options) then
+    init_options = vim.empty_dict() -- an empty Lua table goes out as a JSON list; the server takes an object
+  end
   local file = vim.api.nvim_buf_get_name(buf)
   local root = vim.fs.root(buf, config.root_markers)
     or (file ~= '' and vim.fs.dirname(file))
