@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.editors.conftest import skip_or_fail
+from engine.models.catalog import cache_root
+from tests.editors.conftest import FUNCTION_AND_CHECK, assert_check_passes, default_model_missing, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = Path(__file__).resolve().parent / "nvim"
@@ -67,6 +68,7 @@ def _env(work: Path) -> dict[str, str]:
         BLOCKFILL_REPO=str(ROOT),
         BLOCKFILL_CMD=str(BLOCKFILL),
         BLOCKFILL_WORK=str(work),
+        BLOCKFILL_CACHE=str(cache_root()),  # the fetched models stay where setup.sh put them
         BLOCKFILL_ARTIFACTS=str(work),
         NVIM_LOG_FILE=str(work / "nvim.log"),
     )
@@ -93,11 +95,11 @@ class Run:
     output: Path
 
 
-def _start_headless(version: str, work: Path) -> Run:
-    extra, _ = HEADLESS[version]
+def _start_headless(version: str, work: Path, script: str, extra: dict[str, str]) -> Run:
+    """Headless Neovim running the driver `script` in the background (environment: `_env` plus `extra`)."""
     work.mkdir(parents=True, exist_ok=True)
     output = work / "output.txt"
-    script = DRIVERS / "test_plugin.lua"
+    script = DRIVERS / script
     command = ["timeout", "-k", "5", str(RUN_TIMEOUT_S), str(NVIM[version]), "--headless", "--clean", "-n"]
     with output.open("wb") as sink:
         process = subprocess.Popen(
@@ -116,9 +118,12 @@ def _start_headless(version: str, work: Path) -> Run:
 def headless_runs(tmp_path_factory) -> Iterator[dict[str, Run | str]]:
     """Both headless runs, started at once in the background; a string says why a version cannot run."""
     runs: dict[str, Run | str] = {}
-    for version in HEADLESS:
-        reason = _missing(version)
-        runs[version] = reason or _start_headless(version, tmp_path_factory.mktemp(f"nvim-{version}"))
+    for version, (extra, _) in HEADLESS.items():
+        if reason := _missing(version):
+            runs[version] = reason
+        else:
+            work = tmp_path_factory.mktemp(f"nvim-{version}")
+            runs[version] = _start_headless(version, work, "test_plugin.lua", extra)
     yield runs
     for run in runs.values():
         if isinstance(run, Run) and run.process.poll() is None:
@@ -285,6 +290,12 @@ def test_headless_plugin(version: str, headless_runs) -> None:
     run = headless_runs[version]
     if isinstance(run, str):
         skip_or_fail(run)
+    _, expected = HEADLESS[version]
+    _finish(run, expected, f"headless-{version}")
+
+
+def _finish(run: Run, expected: int, name: str) -> None:
+    """Wait for a headless run; unless `expected` cases passed, fail with its output and keep its artefacts."""
     try:
         run.process.wait(timeout=RUN_TIMEOUT_S + 10)
     except subprocess.TimeoutExpired:
@@ -292,11 +303,24 @@ def test_headless_plugin(version: str, headless_runs) -> None:
         run.process.wait()
     output = run.output.read_text(errors="replace")
     passed = [line for line in output.splitlines() if line.startswith("ok ")]
-    _, expected = HEADLESS[version]
     if run.process.returncode != 0 or "RESULT: PASS" not in output or len(passed) < expected:
-        kept = _keep_artifacts(run.work, f"headless-{version}")
+        kept = _keep_artifacts(run.work, name)
         pytest.fail(
-            f"Neovim {version}: exit {run.process.returncode}, {len(passed)}/{expected} cases passed "
+            f"Neovim {run.version}: exit {run.process.returncode}, {len(passed)}/{expected} cases passed "
             f"(artefacts in {kept}):\n{output}",
             pytrace=False,
         )
+
+
+def test_default_settings_complete_a_function_so_that_its_check_passes(tmp_path: Path) -> None:
+    """`setup({})` as a user writes it: the default command (`blockfill` on PATH, as in an activated venv) and
+    the default model. The body the ghost text proposes is accepted with <Tab> and saved; the file's own assert
+    passes. Last in the module, so the background runs above no longer share the CPU with the larger model."""
+    if reason := _missing("0.11") or default_model_missing():
+        skip_or_fail(reason)
+    target = tmp_path / "add.py"
+    target.write_text(FUNCTION_AND_CHECK)
+    path = f"{BLOCKFILL.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    run = _start_headless("0.11", tmp_path, "test_default_model.lua", {"BLOCKFILL_FILE": str(target), "PATH": path})
+    _finish(run, 2, "default-model")
+    assert_check_passes(target)
