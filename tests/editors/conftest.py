@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.models.catalog import CATALOG, is_installed
+from engine.models.catalog import CATALOG, cache_root, is_installed
 
 
 def on_ci() -> bool:
@@ -34,6 +34,14 @@ def default_model_missing() -> str | None:
     if not is_installed(base):
         return f"{base.name}, the default model's base, is not fetched (`blockfill models fetch blockfill-coder`)"
     return None
+
+
+def default_command_env() -> dict[str, str]:
+    """What an editor started by a test needs for its default command on the default model: this environment's
+    scripts first on PATH (as in an activated venv: `blockfill` is found there), and the models where setup.sh
+    fetched them (the tests give editors their own HOME and XDG folders, which would hide that cache)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {"PATH": path, "BLOCKFILL_CACHE": str(cache_root())}
 
 
 def assert_check_passes(file: Path) -> None:

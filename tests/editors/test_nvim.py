@@ -27,8 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.models.catalog import cache_root
-from tests.editors.conftest import FUNCTION_AND_CHECK, assert_check_passes, default_model_missing, skip_or_fail
+from tests.editors.conftest import (
+    FUNCTION_AND_CHECK,
+    assert_check_passes,
+    default_command_env,
+    default_model_missing,
+    skip_or_fail,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = Path(__file__).resolve().parent / "nvim"
@@ -68,7 +73,6 @@ def _env(work: Path) -> dict[str, str]:
         BLOCKFILL_REPO=str(ROOT),
         BLOCKFILL_CMD=str(BLOCKFILL),
         BLOCKFILL_WORK=str(work),
-        BLOCKFILL_CACHE=str(cache_root()),  # the fetched models stay where setup.sh put them
         BLOCKFILL_ARTIFACTS=str(work),
         NVIM_LOG_FILE=str(work / "nvim.log"),
     )
@@ -320,7 +324,7 @@ def test_default_settings_complete_a_function_so_that_its_check_passes(tmp_path:
         skip_or_fail(reason)
     target = tmp_path / "add.py"
     target.write_text(FUNCTION_AND_CHECK)
-    path = f"{BLOCKFILL.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    run = _start_headless("0.11", tmp_path, "test_default_model.lua", {"BLOCKFILL_FILE": str(target), "PATH": path})
+    extra = {"BLOCKFILL_FILE": str(target), **default_command_env()}
+    run = _start_headless("0.11", tmp_path, "test_default_model.lua", extra)
     _finish(run, 2, "default-model")
     assert_check_passes(target)

@@ -12,6 +12,7 @@ Screenshots go to test-artifacts/; BLOCKFILL_UPDATE_SCREENSHOTS=1 refreshes docs
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,7 +28,13 @@ from pathlib import Path
 import pytest
 
 from engine.models.loading import EMBEDDED_DIR
-from tests.editors.conftest import skip_or_fail
+from tests.editors.conftest import (
+    FUNCTION_AND_CHECK,
+    assert_check_passes,
+    default_command_env,
+    default_model_missing,
+    skip_or_fail,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "editors" / "vscode"
@@ -84,7 +91,8 @@ def _compile_extension() -> None:
     assert done.returncode == 0, f"tsc failed:\n{done.stdout}{done.stderr}"
 
 
-def _settings(work: Path) -> dict:
+def _editor_settings() -> dict:
+    """VS Code's own settings: a quiet workbench and a stable screen. No blockfill setting: its defaults apply."""
     return {
         "workbench.startupEditor": "none",
         "workbench.tips.enabled": False,
@@ -99,6 +107,13 @@ def _settings(work: Path) -> dict:
         "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
         "editor.suggestOnTriggerCharacters": False,
         "files.autoSave": "off",
+    }
+
+
+def _settings(work: Path) -> dict:
+    """The editor-side tests' settings: the fast model, and the server from this environment's Python."""
+    return {
+        **_editor_settings(),
         "blockfill.pythonPath": sys.executable,
         "blockfill.model": "blockfill-tiny",  # the tests' fast model; the default is checked in tests/lsp
         "blockfill.maxBlockSize": 48,
@@ -108,15 +123,22 @@ def _settings(work: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer]:
-    """code-server on a free loopback port, with its own HOME; its whole process group is killed at the end."""
     if reason := _missing():
         skip_or_fail(reason)
     _compile_extension()
     work = tmp_path_factory.mktemp("vscode")
+    with _running_code_server(work, _settings(work), "vscode") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _running_code_server(work: Path, settings: dict, name: str) -> Iterator[CodeServer]:
+    """code-server on a free loopback port, with its own HOME; its whole process group is killed at the end, and
+    its log and the extension's events are copied to test-artifacts/NAME-*."""
     home, user_data, workspace = work / "home", work / "user-data", work / "workspace"
     for folder in (home, user_data / "User", workspace, work / "extensions", work / "tmp"):
         folder.mkdir(parents=True)
-    (user_data / "User" / "settings.json").write_text(json.dumps(_settings(work), indent=2))
+    (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2))
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
     env = {
@@ -128,7 +150,11 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer
         "XDG_CACHE_HOME": str(home / ".cache"),
         "BLOCKFILL_VSCODE_EVENTS": str(work / "events.jsonl"),
         "TMPDIR": str(work / "tmp"),  # extension hosts leave their IPC sockets here, not in /tmp
+        **default_command_env(),
     }
+    # VS Code's server gives extension hosts the environment of a login shell, whose /etc/profile resets PATH:
+    # the user's profile puts it back, as a user's own profile would.
+    (home / ".profile").write_text(f"export PATH={shlex.quote(env['PATH'])}\n")
     command = [
         str(CODE_SERVER),
         "--user-data-dir", str(user_data),
@@ -156,9 +182,9 @@ def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer
     finally:
         _kill_group(process)
         log.close()
-        for name in ("code-server.log", "events.jsonl"):
-            if (work / name).exists():
-                shutil.copy(work / name, ARTIFACTS / f"vscode-{name}")
+        for log_name in ("code-server.log", "events.jsonl"):
+            if (work / log_name).exists():
+                shutil.copy(work / log_name, ARTIFACTS / f"{name}-{log_name}")
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -213,3 +239,20 @@ def test_extension_suite_in_the_extension_host(code_server: CodeServer) -> None:
     code, output, result = _node("exthost_test.js", code_server, EXT_TESTS=str(EXTENSION / "out/test/suite/index.js"))
     assert code == 0 and result.get("exitCode") == 0, f"extension-host suite failed:\n{output[-8000:]}"
     assert result.get("passed", 0) >= 5, output[-4000:]
+
+
+def test_default_settings_complete_a_function_so_that_its_check_passes(tmp_path_factory) -> None:
+    """No blockfill setting, as after installing the extension: the server is `blockfill serve` from PATH (as in
+    an activated venv) on the default model. The body the ghost text proposes is accepted with Tab and saved;
+    the file's own assert passes. Its own code-server, since settings are per user data folder."""
+    if reason := _missing() or default_model_missing():
+        skip_or_fail(reason)
+    _compile_extension()
+    work = tmp_path_factory.mktemp("vscode-default")
+    with _running_code_server(work, _editor_settings(), "vscode-default-model") as server:
+        target = server.workspace / "add.py"
+        target.write_text(FUNCTION_AND_CHECK)
+        code, output, result = _node("default_model_test.js", server, FILE=str(target))
+    assert code == 0 and result.get("ok"), f"default-model test failed (screenshots in {ARTIFACTS}):\n{output[-6000:]}"
+    assert "blockfill-coder: ready" in result["status"], result["status"]
+    assert_check_passes(target)

@@ -5,8 +5,8 @@
 -- Environment: BLOCKFILL_REPO (repository root), BLOCKFILL_FILE (the Python file to edit).
 local H = dofile(os.getenv('BLOCKFILL_REPO') .. '/tests/editors/nvim/harness.lua')
 local api = vim.api
--- Measured on a 2-core CPU: the default model loads in ~10 s and writes a short body in a few seconds.
-local READY_MS, GHOST_MS = 60000, 30000
+-- Measured on a 2-core CPU: ready ~10 s after start and a body in a few seconds when idle, 4x that when busy.
+local READY_MS, GHOST_MS = 120000, 60000
 
 vim.notify = function(msg) -- headless Neovim writes messages to stdout without a line break
   H.log('  notify: %s', msg)

@@ -6,15 +6,12 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const { log, sleep, waitFor, env, workbenchUrl, launch } = require('./browser');
+const { log, sleep, waitFor, env, workbenchUrl, launch, ghostLines, waitGhost, waitStatus, openFile } = require('./browser');
 
 const WS = env('WS');
 const FILE = path.join(WS, 'demo.py');
 const ARTIFACTS = env('ARTIFACTS');
 const TIMEOUT = Number(process.env.STEP_TIMEOUT_MS || 60000); // generous: the machine may be busy
-
-const GHOST = '.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text';
-const STATUS = '.statusbar-item:has-text("blockfill")';
 
 const LINE_PLACES = ['names = list_', 'path = os.path.join(folder, ', 'for name in ', 'count = '];
 // What the weak model writes where changes with each model: the first header that gets a multi-line block is used.
@@ -37,42 +34,6 @@ function events() {
   }
 }
 
-/**
- * Ghost text on screen, one string per screen line, top to bottom ([] when none). VS Code renders it as
- * syntax-highlighted spans: `.ghost-text-decoration` on the cursor line, `.ghost-text` in the view zone of the
- * lines below; grouping the spans by their on-screen row puts the pieces back together in reading order.
- */
-async function ghostLines(page) {
-  const lines = await page.evaluate((selector) => {
-    const rows = new Map();
-    for (const span of document.querySelectorAll(selector)) {
-      const box = span.getBoundingClientRect();
-      if (!box.width && !box.height) continue;
-      const top = Math.round(box.top);
-      if (!rows.has(top)) rows.set(top, []);
-      rows.get(top).push([box.left, span.textContent]);
-    }
-    return [...rows.keys()].sort((a, b) => a - b)
-      .map((top) => rows.get(top).sort((a, b) => a[0] - b[0]).map((piece) => piece[1]).join(''));
-  }, GHOST);
-  return lines.map((line) => line.replace(/\u00a0/g, ' ').replace(/\s+$/, '')).filter((line) => line.trim());
-}
-
-/**
- * Ghost text once it has settled: two reads 300 ms apart agree. While VS Code swaps alternatives or fills a
- * block's view zone, a single read can catch a state that is neither the old ghost nor the new one.
- */
-async function waitGhost(page, what, previous) {
-  return waitFor(async () => {
-    const lines = await ghostLines(page);
-    if (!lines.length) return undefined;
-    if (previous !== undefined && lines.join('\n') === previous.join('\n')) return undefined;
-    await sleep(300);
-    const again = await ghostLines(page);
-    return again.join('\n') === lines.join('\n') ? lines : undefined;
-  }, TIMEOUT, what);
-}
-
 /** Normalise for comparing the screen with the file: the DOM renders spaces as nbsp and may split words. */
 const squash = (text) => text.replace(/\s+/g, '');
 
@@ -92,7 +53,7 @@ async function typeAndWatch(page, text) {
   }, TIMEOUT, `ghost text or an empty answer after typing ${JSON.stringify(text)}`);
   if (!outcome.lines) return undefined;
   await sleep(400); // more of a block may still be on its way into the view zone
-  return waitGhost(page, 'ghost text');
+  return waitGhost(page, 'ghost text', TIMEOUT);
 }
 
 /**
@@ -107,13 +68,13 @@ async function cycle(page, result, what) {
     return list.length > invokedBefore && list[list.length - 1];
   }, TIMEOUT, 'an Invoked request after Alt+]');
   const distinct = new Set(invoked.texts).size;
-  let shown = await waitGhost(page, 'ghost text after Alt+]');
+  let shown = await waitGhost(page, 'ghost text after Alt+]', TIMEOUT);
   const record = { alternatives: invoked.texts.length, distinct };
   if (distinct > 1) {
     await page.keyboard.press('Alt+BracketRight');
-    const next = await waitGhost(page, 'a different alternative after Alt+]', shown).catch(() => shown);
+    const next = await waitGhost(page, 'a different alternative after Alt+]', TIMEOUT, shown).catch(() => shown);
     await page.keyboard.press('Alt+BracketLeft');
-    shown = await waitGhost(page, 'the previous alternative after Alt+[', next);
+    shown = await waitGhost(page, 'the previous alternative after Alt+[', TIMEOUT, next);
     record.cycled = true;
   }
   log(`${what}: Alt+] got ${invoked.texts.length} alternatives (${distinct} distinct); shown: ${JSON.stringify(shown)}`);
@@ -146,21 +107,11 @@ async function saveAndRead(page, expectChange) {
     log('workbench loaded');
 
     step = 'status ready';
-    result.status = await waitFor(async () => {
-      const text = (await page.locator(STATUS).first().innerText()).trim();
-      return /ready/.test(text) && text;
-    }, TIMEOUT, 'the status bar item to say "ready"');
+    result.status = await waitStatus(page, TIMEOUT);
     log('status bar: ' + JSON.stringify(result.status));
 
     step = 'open demo.py';
-    await page.keyboard.press('Control+P');
-    await page.waitForSelector('.quick-input-widget input', { timeout: TIMEOUT });
-    await page.keyboard.type('demo.py');
-    await page.waitForSelector('.quick-input-list .monaco-list-row:has-text("demo.py")', { timeout: TIMEOUT });
-    await sleep(200);
-    await page.keyboard.press('Enter');
-    await page.waitForSelector('.monaco-editor .view-lines', { timeout: TIMEOUT });
-    await page.click('.monaco-editor .view-lines');
+    await openFile(page, 'demo.py', TIMEOUT);
     await page.keyboard.press('Control+End');
     log('editor open');
 
