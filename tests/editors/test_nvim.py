@@ -1,11 +1,13 @@
 """The Neovim plugin (editors/nvim) in real Neovim, against the real `blockfill serve` on the embedded model.
 
-Nothing is mocked. Three drivers:
+Nothing is mocked. Four drivers:
 - tests/editors/nvim/test_units.lua: pure-Lua checks of accept splitting, position encodings and options;
 - tests/editors/nvim/test_plugin.lua: headless Neovim typing in Insert mode (keys fed through Neovim's own input
   loop, mappings and autocommands included), on 0.11.4 and on 0.12-dev (there with UTF-16 positions and the
   native `vim.lsp.inline_completion` path as well);
-- a tmux screen test: what a person sees in a terminal (ghost text on screen, <Tab> accepts, :w saves).
+- a tmux screen test: what a person sees in a terminal (ghost text on screen, <Tab> accepts, :w saves);
+- tests/editors/nvim/test_default_model.lua: `setup({})` on the default model (blockfill-coder, whose base
+  setup.sh fetches): the body it proposes for a small function, accepted and saved, makes the file's assert pass.
 The two headless runs start together in the background (each loads its own server, which takes seconds) and
 overlap with the tmux test, so the suite stays well under a minute on a busy 2-core machine.
 Install Neovim with `bash editors/nvim/ci/install.sh`; without it the tests skip (fail when CI=true).

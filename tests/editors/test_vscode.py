@@ -5,6 +5,9 @@ Nothing is mocked: the extension (loaded from editors/vscode with extensionDevel
 - tests/editors/vscode/ui_test.js: what a person sees and does (ghost text, Alt+], Tab, save, a block);
 - tests/editors/vscode/exthost_test.js: the extension's own test suite (editors/vscode/test/suite), run inside
   the extension host, which checks its logic against the running server.
+A third, tests/editors/vscode/default_model_test.js, runs on a code-server of its own with no blockfill setting:
+on the default model (blockfill-coder, whose base setup.sh fetches), the body it proposes for a small function,
+accepted and saved, makes the file's assert pass.
 Install the tools with `bash editors/vscode/ci/install.sh`; without them the tests skip (fail when CI=true).
 Screenshots go to test-artifacts/; BLOCKFILL_UPDATE_SCREENSHOTS=1 refreshes docs/screenshots/vscode-ghost-block.png.
 """
