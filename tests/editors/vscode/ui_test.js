@@ -6,7 +6,9 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const { log, sleep, waitFor, env, workbenchUrl, launch, ghostLines, waitGhost, waitStatus, openFile } = require('./browser');
+const {
+  log, sleep, waitFor, env, workbenchUrl, launch, ghostLines, waitGhost, waitStatus, openFile,
+} = require('./browser');
 
 const WS = env('WS');
 const FILE = path.join(WS, 'demo.py');
