@@ -118,7 +118,7 @@ def _settings(work: Path) -> dict:
     return {
         **_editor_settings(),
         "blockfill.pythonPath": sys.executable,
-        "blockfill.model": "blockfill-tiny",  # the tests' fast model; the default is checked in tests/lsp
+        "blockfill.model": "blockfill-tiny",  # the tests' fast model; the default has its own test below
         "blockfill.maxBlockSize": 48,
         "blockfill.serverSettings": {**SERVER_SETTINGS, "acceptanceLog": str(work / "accepted.jsonl")},
     }
@@ -244,7 +244,9 @@ def test_extension_suite_in_the_extension_host(code_server: CodeServer) -> None:
     assert result.get("passed", 0) >= 5, output[-4000:]
 
 
-def test_default_settings_complete_a_function_so_that_its_check_passes(tmp_path_factory) -> None:
+def test_default_settings_complete_a_function_so_that_its_check_passes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """No blockfill setting, as after installing the extension: the server is `blockfill serve` from PATH (as in
     an activated venv) on the default model. The body the ghost text proposes is accepted with Tab and saved;
     the file's own assert passes. Its own code-server, since settings are per user data folder."""

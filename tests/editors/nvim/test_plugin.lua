@@ -24,7 +24,7 @@ local opts = {
   -- threads=1: two torch threads on a loaded 2-core box are many times slower; seed 5 gave multi-line blocks
   -- at the fixture's empty function body
   settings = {
-    -- the tests' fast model (the default, blockfill-coder, is checked through the server in tests/lsp)
+    -- the tests' fast model (the default, blockfill-coder, has its own driver: test_default_model.lua)
     model = 'blockfill-tiny', device = 'cpu', threads = 1, seed = 5, acceptanceLog = WORK .. '/accepted.jsonl',
     drop_syntax_errors = false, -- the weak model's blocks rarely parse; these tests are about the editor side
   },
