@@ -31,14 +31,15 @@ from engine.config import parse_assignments
 from engine.errors import BlockfillError, ConfigError
 from engine.models.catalog import MODELS_DIR, is_installed, lookup
 from engine.models.fetch import assemble_gguf, install_gguf, sha256_of
-from engine.models.gated_lora import ADAPTER_WEIGHTS
 from engine.training import lease_plan
 from engine.training.pieces import MANIFEST, Manifest, check_piece, join_pieces, split_file
 
 BUNDLE = "bundle.tar"
 LEASE_FILE = "lease.json"  # in the bundle and beside the pieces: the base as it is named here
 RUN_FILES = ("last.pt", "train_config.json", "history.json")  # what a resume needs (the adapter is rewritten)
-GPU_SETTINGS = {"device": "cuda", "steps": 1_000_000, "save_every": 200, "eval_every": 200}  # minutes decide
+# A lease's settings over the resumed run's: the minutes decide when it stops (not the step count), checkpoints
+# are few (each writes ~120 MB), and torch takes the device's cores.
+GPU_SETTINGS = {"device": "cuda", "threads": 0, "steps": 1_000_000, "save_every": 200, "eval_every": 200}
 
 
 def _work() -> Path:
@@ -101,6 +102,8 @@ def stage(
 
 def plan(stage_dir: Path, root: Path, minutes: float | None, settings: tuple[str, ...]) -> str:
     """The lease's `run` calls for what `stage_dir` holds, beside the tree of the checkout at `root`."""
+    from engine.models.gated_lora import ADAPTER_WEIGHTS  # imports torch: `receive`, every call there, must not
+
     manifest = Manifest.read(stage_dir / MANIFEST)
     staged = _staged(stage_dir)
     shipped = (MODELS_DIR / "blockfill-coder" / ADAPTER_WEIGHTS).stat().st_size
