@@ -45,19 +45,12 @@ DEVICE_SETTINGS = ("device=cpu", "threads=1", "precision=bf16", "save_every=1", 
 
 
 def _corpus_pack(root: Path) -> Path:
-    """A pack of small Python files, some of them held out by `is_validation`."""
-    rng, files, held_out = random.Random(0), [], 0
-    for index in range(400):
-        path = root / "src" / "toy" / f"module_{index}.py"
-        if is_validation(path) and held_out >= 2 or not is_validation(path) and len(files) - held_out >= 6:
-            continue
-        held_out += is_validation(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = [f"def f{i}(x):\n    return x * {rng.randint(1, 9)} + {rng.randint(0, 9)}\n" for i in range(12)]
-        path.write_text("\n\n".join(body))
-        files.append(path)
-        if len(files) == 8:
-            break
+    """A pack of eight small Python files, two of them held out by `is_validation`."""
+    rng, candidates = random.Random(0), [root / "src" / "toy" / f"module_{i}.py" for i in range(400)]
+    files = [p for p in candidates if is_validation(p)][:2] + [p for p in candidates if not is_validation(p)][:6]
+    files[0].parent.mkdir(parents=True)
+    for path in files:
+        path.write_text("\n\n".join(f"def f{i}(x):\n    return x * {rng.randint(1, 9)}\n" for i in range(12)))
     pack = root / "corpus.tar.xz"
     pack_sources([Source("toy", "1", "MIT", tuple(files), "python")], pack)
     shutil.unpack_archive(pack, root / "corpus")

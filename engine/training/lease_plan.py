@@ -132,6 +132,7 @@ def describe(calls: list[Call], minutes: float) -> str:
     lines += [
         f"training {minutes} min; lease ~{total} s of {LEASE_S} (start ~{START_S} s, estimates: see lease_plan.py)",
         "each call within 30 s of the last (the machine keeps files only while warm); after each call that returns "
-        "files: cp <files_at>/* runs/gpu-return/; at the end: python -m engine.training.gpu_lease join",
+        "files: cp <files_at>/* runs/gpu-return/; after the last, give_back (idle warm time counts), then here: "
+        "python -m engine.training.gpu_lease join",
     ]
     return "\n".join(lines)
