@@ -168,9 +168,9 @@ def unpack(work: Path) -> None:
     wheels = sorted((work / "bundle" / "wheels").glob("*.whl"))
     if wheels:
         pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-        subprocess.run(
-            [*pip, "--no-cache-dir", "--upgrade", "--target", str(work / "site"), *map(str, wheels)], check=True
-        )
+        done = subprocess.run([*pip, "--no-cache-dir", "--upgrade", "--target", str(work / "site"), *map(str, wheels)])
+        if done.returncode != 0:
+            raise ConfigError(f"pip could not install the staged wheels into {work / 'site'} (its message is above)")
     with tarfile.open(work / "bundle" / "corpus.tar.xz") as tar:
         tar.extractall(work / "corpus", filter="data")
     if (work / "bundle" / "run").is_dir():
