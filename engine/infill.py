@@ -19,8 +19,9 @@ from tree_sitter import Tree
 from engine.coder import Drafter, DraftSettings, draft_middle, end_rule
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
-from engine.denoise import DenoiseSettings, denoise, encode_prompts
+from engine.denoise import DenoiseSettings, denoise
 from engine.errors import ConfigError, InputError
+from engine.families.diffusion_gemma import encode_prompts
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess
 from engine.postprocess.base import last_line
