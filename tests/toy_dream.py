@@ -6,6 +6,7 @@ cross-entropy of the shifted logits at the masked positions: Dream's objective, 
 weights are then written back under the public tensor names.
 """
 
+import json
 import random
 from pathlib import Path
 
@@ -42,4 +43,7 @@ def train_toy_dream(directory: Path, steps: int = 600, seed: int = 0) -> Path:
         loss.backward()
         optimizer.step()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
+    config = json.loads((directory / "config.json").read_text())
+    config["blockfill_max_canvas"] = CANVAS  # trained on one canvas size: an editor's canvas is capped to it
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
     return directory
