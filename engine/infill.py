@@ -19,8 +19,12 @@ from tree_sitter import Tree
 from engine.coder import Drafter, DraftSettings, draft_middle, end_rule
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
-from engine.denoise import DenoiseSettings, denoise, encode_prompts
+from engine.denoise import SAMPLERS, DenoiseSettings, denoise
 from engine.errors import ConfigError, InputError
+from engine.families import CanvasModel
+from engine.families.block_diffusion import BlockDiffusion
+from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
+from engine.families.masked_diffusion import MaskedDiffusion
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess
 from engine.postprocess.base import last_line
@@ -122,6 +126,8 @@ class Engine:
             raise ConfigError(f"candidates must be at least 1, not {config.candidates}")
         if config.line_start_holes not in ("block", "line"):
             raise ConfigError(f"line_start_holes must be 'block' or 'line', not {config.line_start_holes!r}")
+        if config.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {config.sampler!r}")
         self.config = config
         self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
         limits = self.loaded.limits
@@ -140,7 +146,10 @@ class Engine:
             no_copy_noise=config.no_copy_noise,
             accept_floor=config.accept_floor,
             floor_from_left=config.floor_from_left,
+            sampler=config.sampler,
+            unmask_threshold=config.unmask_threshold,
         )
+        self.canvas = _canvas_model(self.loaded, config)
         self.refine_settings = dataclasses.replace(
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
@@ -300,10 +309,13 @@ class Engine:
         return _Draft(text, result.steps + 1, seconds, result.confidence, reused, False, result.written)
 
     def _denoise(self, batch, prompts, settings, seeds, single: InfillRequest | None, should_stop):
-        """Block diffusion for one group; for a single request (an editor's keystroke), reuse the previous
-        prompt's encoder cache and refine the previous suggestion. Returns (result, reused tokens, refined)."""
+        """The canvas loop for one group; for a single request (an editor's keystroke) to DiffusionGemma, reuse the
+        previous prompt's encoder cache and refine the previous suggestion. Returns (result, reused tokens, refined).
+        """
         loaded = self.loaded
         reused, cache, seed_canvas = 0, None, None
+        if loaded.family != "diffusion_gemma":
+            return denoise(self.canvas, batch, settings, seeds, should_stop, stop_ids=loaded.special.stop_ids), 0, False
         if single is not None:
             previous = self._prompt_cache
             if previous is not None:
@@ -315,7 +327,7 @@ class Engine:
                 seed = self._suggestion.refine_seed(single, canvas, self._encode, loaded.special)
                 if seed is not None:
                     settings, seed_canvas = self.refine_settings, torch.tensor([seed])
-        result = denoise(loaded.model, batch, settings, seeds, should_stop, cache, seed_canvas)
+        result = denoise(self.canvas, batch, settings, seeds, should_stop, cache, seed_canvas)
         if single is not None:
             self._suggestion = _Suggestion(single, self._decode_middle(result.tokens[0].tolist()))
         return result, reused, seed_canvas is not None
@@ -337,3 +349,15 @@ class Engine:
     def _decode_middle(self, tokens: list[int]) -> str:
         """The canvas up to its first end token: the middle the model proposes."""
         return self.loaded.tokenizer.decode(tokens[: self._middle_end(tokens)], skip_special_tokens=True)
+
+
+def _canvas_model(loaded: LoadedModel, config: EngineConfig) -> CanvasModel | None:
+    """The loaded model as the canvas loop's family; None for the causal families (engine.coder decodes them)."""
+    if loaded.family == "diffusion_gemma":
+        return DiffusionGemma(loaded.model)
+    if loaded.family == "masked_diffusion":
+        return MaskedDiffusion(loaded.model, loaded.mask_token_id, config.approximate_cache)
+    if loaded.family == "block_diffusion":
+        layout = loaded.diffusion
+        return BlockDiffusion(loaded.model, loaded.mask_token_id, layout.block_size, layout.shift)
+    return None

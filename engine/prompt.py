@@ -6,6 +6,10 @@ recorded in the checkpoint's config (`blockfill_fim_layout`):
 - `suffix_after_canvas`: `<bos> prefix` at positions 0..p-1, then `<fim_suffix> suffix` at positions *after* the
   canvas (p+C, p+C+1, ...). The canvas itself is decoded at positions p..p+C-1, so under RoPE the model sees the
   hole exactly where it is in the file. Learned far faster than FIM text in a small from-scratch comparison.
+- `canvas_between`: prefix, canvas, suffix in one sequence at their file positions, read with full attention: a
+  masked diffusion model (Dream, Open-dCoder) trained on plain text. The prefix's last token is moved to the end
+  of the ids (a bidirectional model reads positions, not order), so every left-padded row ends with the token whose
+  shifted logits predict the canvas's first position.
 - `fim_text`: PSM FIM text with the tokenizer's FIM tokens, positions contiguous, canvas right after
   `<fim_middle>`: what a checkpoint trained on FIM text expects. A chat checkpoint whose tokenizer has no FIM
   tokens gets an instruction instead, framed by its own chat template, and answers on the canvas.
@@ -102,6 +106,12 @@ def build_prompt(
             range(canvas_start + canvas_length, canvas_start + canvas_length + len(after))
         )
         return Prompt(before + after, positions, canvas_start)
+    if layout == "canvas_between":
+        before = head + prefix_ids if head or prefix_ids else [special.eos]  # something must precede the canvas
+        canvas_start = len(before)
+        after = range(canvas_start + canvas_length, canvas_start + canvas_length + len(suffix_ids))
+        positions = [*range(canvas_start - 1), *after, canvas_start - 1]
+        return Prompt(before[:-1] + suffix_ids + before[-1:], positions, canvas_start)
     if layout == "fim_text":
         if None not in (special.fim_prefix, special.fim_middle, special.fim_suffix):
             ids = head + [special.fim_prefix, *prefix_ids, special.fim_suffix, *suffix_ids, special.fim_middle]
@@ -129,6 +139,16 @@ class PromptBatch:
     attention_mask: torch.Tensor  # [B, L] bool, False on padding
     position_ids: torch.Tensor  # [B, L] long
     canvas_position_ids: torch.Tensor  # [B, C] long
+
+    def row(self, index: int) -> "PromptBatch":
+        """One row, without its left padding (families that decode a row at a time)."""
+        start = int((~self.attention_mask[index]).sum())
+        return PromptBatch(
+            input_ids=self.input_ids[index : index + 1, start:],
+            attention_mask=self.attention_mask[index : index + 1, start:],
+            position_ids=self.position_ids[index : index + 1, start:],
+            canvas_position_ids=self.canvas_position_ids[index : index + 1],
+        )
 
 
 def collate_prompts(prompts: list[Prompt], canvas_length: int, pad_id: int, device: str = "cpu") -> PromptBatch:

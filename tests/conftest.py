@@ -7,3 +7,11 @@ from tests.toy_model import train_toy_model
 def toy_checkpoint(tmp_path_factory):
     """A real checkpoint directory of a micro model trained in seconds on the toy infilling task."""
     return train_toy_model(tmp_path_factory.mktemp("toy-model"))
+
+
+@pytest.fixture(scope="session")
+def toy_dream_checkpoint(tmp_path_factory):
+    """A Dream-layout checkpoint trained in seconds on the same toy task (tests/toy_dream.py)."""
+    from tests.toy_dream import train_toy_dream
+
+    return train_toy_dream(tmp_path_factory.mktemp("toy-dream"))

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion, DiffusionGemmaTextConfig
 
-from engine.denoise import DenoiseSettings, denoise, encode_prompts
+from engine.denoise import DenoiseSettings, denoise
+from engine.families.diffusion_gemma import encode_prompts
 from engine.models.configs import _TINY_VISION
 from engine.prompt import PromptBatch
 

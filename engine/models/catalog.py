@@ -34,7 +34,7 @@ class WheelParts:
 @dataclass(frozen=True)
 class CatalogEntry:
     name: str
-    family: str  # "block_diffusion" (DiffusionGemma), "causal" (left to right), "coder" (block diffusion on Qwen2)
+    family: str  # "diffusion_gemma", "causal" (left to right), "coder" (drafting on Qwen2): engine.models.loading
     parameters: str
     license: str
     source: str  # one line: where the weights come from
@@ -57,7 +57,7 @@ CATALOG: dict[str, CatalogEntry] = {
     for entry in (
         CatalogEntry(
             name="blockfill-tiny",
-            family="block_diffusion",
+            family="diffusion_gemma",
             parameters="5.5M",
             license="Apache-2.0",
             source="trained by this project from scratch; embedded in the package",

@@ -1,9 +1,11 @@
 """Load a checkpoint for inference: a catalog name, a local directory, a GGUF file, or a hub id (offline-first).
 
-Three model families run behind the one engine: DiffusionGemma block diffusion, causal LMs that fill the middle
-left to right (a pretrained code model such as qwen2.5-coder-0.5b, or the same-size baseline of `blockfill train
---set objective=ar_fim`), and blockfill-coder, a causal code LM with a drafting adapter (engine.coder). Every way a
-load can fail ends in a ModelLoadError whose message says what to do, never a stack trace.
+Five model families run behind the one engine: DiffusionGemma block diffusion; the public diffusion code models on
+Qwen2 / Qwen3 graphs, masked (Dream, Dream-Coder, DiffuCoder, Open-dCoder) or block diffusion (SDAR, Fast-dLLM v2),
+loaded natively (engine.models.layouts, never their own Python); causal LMs that fill the middle left to right (a
+pretrained code model such as qwen2.5-coder-0.5b, or the same-size baseline of `blockfill train --set
+objective=ar_fim`); and blockfill-coder, a causal code LM with a drafting adapter (engine.coder). Every way a load
+can fail ends in a ModelLoadError whose message says what to do, never a stack trace.
 """
 
 import importlib.util
@@ -25,6 +27,15 @@ from transformers import (
 from engine.errors import ModelLoadError
 from engine.models.catalog import CatalogEntry, installed_dir, is_installed, lookup
 from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdapter
+from engine.models.layouts import (
+    DiffusionLayout,
+    diffusion_layout,
+    graph_class,
+    load_tokenizer,
+    mask_token_id,
+    qwen_config,
+    read_config,
+)
 from engine.prompt import SpecialTokens
 
 EMBEDDED_DIR = Path(__file__).parent / "blockfill-tiny"
@@ -43,20 +54,50 @@ class ModelLimits:
 @dataclass
 class LoadedModel:
     name: str
-    model: PreTrainedModel  # DiffusionGemmaForBlockDiffusion, or a causal LM when family == "causal"
+    model: PreTrainedModel  # DiffusionGemmaForBlockDiffusion, or a Qwen2 / Qwen3 / causal LM graph
     tokenizer: PreTrainedTokenizerBase
     special: SpecialTokens
     layout: str  # FIM layout, see engine.prompt
     limits: ModelLimits
     device: torch.device
-    family: str = "block_diffusion"  # "causal" (left to right) or "coder" (drafting adapter): engine.coder decodes
+    family: str = "diffusion_gemma"  # or "masked_diffusion", "block_diffusion" (engine.families), "causal" (left
+    # to right) or "coder" (drafting adapter): engine.coder decodes those two
     adapter: DraftingAdapter | None = None  # the coder family's trainable parts, wrapped into `model`
+    diffusion: DiffusionLayout | None = None  # the public diffusion checkpoint's layout (masked / block families)
+    mask_token_id: int | None = None  # their mask token, from the checkpoint's config or tokenizer
+
+
+def resolve(spec: str) -> tuple[str, str]:
+    """(family, what it is) for `spec` without loading weights: what `blockfill models list SPEC` shows."""
+    entry = lookup(spec)
+    if entry is not None:
+        return entry.family, entry.source
+    local = Path(os.path.expanduser(spec))
+    if (local / ADAPTER_CONFIG).is_file():
+        return "coder", f"a drafting adapter over {AdapterConfig.read(local).base_model}"
+    if local.is_file() and local.suffix == ".gguf" or local.is_dir() and _single_gguf(local) is not None:
+        return "causal", "a GGUF causal LM"
+    _check_local_checkpoint(local)
+    config = read_config(local)
+    layout = _layout(local, config)
+    if layout is not None:
+        return layout.family, f"{layout.name} layout on transformers' {'Qwen3' if layout.qwen3 else 'Qwen2'} graph"
+    if config.get("model_type") == "diffusion_gemma":
+        return "diffusion_gemma", "a DiffusionGemma checkpoint"
+    return "causal", f"a {config.get('model_type')!r} causal LM"
+
+
+def _layout(local: Path, config: dict) -> DiffusionLayout | None:
+    """The diffusion layout of a local checkpoint (Open-dCoder is told from a Qwen2 LM by its tokenizer's mask)."""
+    if "auto_map" not in config and config.get("model_type") not in ("Dream", "sdar", "Fast_dLLM_Qwen"):
+        return None
+    return diffusion_layout(config, mask_token_id(config, load_tokenizer(local)) is not None)
 
 
 def _family(config) -> str:
-    """ "block_diffusion" for DiffusionGemma, "causal" for a *ForCausalLM architecture; anything else is refused."""
+    """ "diffusion_gemma" for DiffusionGemma, "causal" for a *ForCausalLM architecture; anything else is refused."""
     if config.model_type == "diffusion_gemma":
-        return "block_diffusion"
+        return "diffusion_gemma"
     if any(name.endswith("ForCausalLM") for name in getattr(config, "architectures", None) or []):
         return "causal"
     raise ModelLoadError(
@@ -85,7 +126,8 @@ def _check_local_checkpoint(path: Path) -> None:
         raise ModelLoadError(f"{config_file} is corrupt: {err}") from err
     if not any((path / name).is_file() for name in _WEIGHT_FILES):
         raise ModelLoadError(f"{path} is a partial checkpoint: no {' or '.join(_WEIGHT_FILES)} beside config.json")
-    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer.model").is_file():
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "merges.txt")
+    if not any((path / name).is_file() for name in tokenizer_files):
         raise ModelLoadError(f"{path} is a partial checkpoint: it has no tokenizer (tokenizer.json)")
 
 
@@ -159,13 +201,16 @@ def _load_checkpoint(spec: str, local: Path, is_local: bool, device: str, allow_
         _check_gguf_support(str(local))
     if is_local and not gguf:
         _check_local_checkpoint(local)
+        config = read_config(local)
+        if (layout := _layout(local, config)) is not None:
+            return _load_diffusion(spec, local, config, layout, target, dtype)
     source = str(local.parent if gguf else local) if is_local else spec
     offline = not allow_download
     options = dict(local_files_only=offline, trust_remote_code=False, **gguf)
     try:
         family = "causal" if gguf else _family(AutoConfig.from_pretrained(source, **options))
         tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model_class = DiffusionGemmaForBlockDiffusion if family == "block_diffusion" else AutoModelForCausalLM
+        model_class = DiffusionGemmaForBlockDiffusion if family == "diffusion_gemma" else AutoModelForCausalLM
         model, info = model_class.from_pretrained(source, dtype=dtype, output_loading_info=True, **options)
     except OSError as err:
         if is_local:
@@ -183,22 +228,50 @@ def _load_checkpoint(spec: str, local: Path, is_local: bool, device: str, allow_
         ) from err
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {source} are corrupt or do not match its config: {err}") from err
+    _check_complete(source, info)
+    return _loaded(spec, model, tokenizer, target, family)
+
+
+def _check_complete(source: str, info: dict) -> None:
     if info.get("missing_keys"):
         missing = sorted(info["missing_keys"])
         raise ModelLoadError(f"{source} is a partial checkpoint: {len(missing)} weights missing, e.g. {missing[0]}")
+
+
+def _loaded(spec: str, model: PreTrainedModel, tokenizer, target: torch.device, family: str, **extra) -> LoadedModel:
     config = model.config
     limits = ModelLimits(
         max_prefix_tokens=getattr(config, "blockfill_max_prefix_tokens", 2048),
         max_suffix_tokens=getattr(config, "blockfill_max_suffix_tokens", 1024),
         max_canvas=getattr(config, "blockfill_max_canvas", getattr(config, "canvas_length", 256)),
     )
+    layout = extra["diffusion"].fim_layout if extra.get("diffusion") else "fim_text"
     return LoadedModel(
         name=spec,
         model=model.to(target).eval(),
         tokenizer=tokenizer,
         special=SpecialTokens.of(tokenizer),
-        layout=getattr(config, "blockfill_fim_layout", "fim_text"),
+        layout=getattr(config, "blockfill_fim_layout", layout),
         limits=limits,
         device=target,
         family=family,
+        **extra,
     )
+
+
+def _load_diffusion(
+    spec: str, local: Path, config: dict, layout: DiffusionLayout, target: torch.device, dtype: torch.dtype
+) -> LoadedModel:
+    """A public diffusion checkpoint onto transformers' Qwen2 / Qwen3 graph (its auto_map is never followed)."""
+    tokenizer = load_tokenizer(local)
+    mask = mask_token_id(config, tokenizer)
+    if mask is None or not 0 <= mask < config.get("vocab_size", 0):
+        raise ModelLoadError(f"{local} is a {layout.name} checkpoint without a usable mask token ({mask!r})")
+    try:
+        model, info = graph_class(layout).from_pretrained(
+            str(local), config=qwen_config(config, layout), dtype=dtype, output_loading_info=True, local_files_only=True
+        )
+    except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
+        raise ModelLoadError(f"the weights of {local} are corrupt or do not match its config: {err}") from err
+    _check_complete(str(local), info)
+    return _loaded(spec, model, tokenizer, target, layout.family, diffusion=layout, mask_token_id=mask)
