@@ -16,7 +16,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from tree_sitter import Tree
 
-from engine.coder import Drafter, DraftSettings, draft_middle, end_rule
+from engine.coder import Drafter, DraftResult, DraftSettings, draft_middle, end_rule
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import SAMPLERS, DenoiseSettings, denoise
@@ -29,6 +29,7 @@ from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess
 from engine.postprocess.base import last_line
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
+from engine.rerank import file_log_likelihoods, line_prefixes
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class _Draft:
     reused_prompt_tokens: int
     refined: bool
     tokens: int  # tokens written, end token included
+    score: float  # what post-processing ranks drafts by after syntax: confidence, or engine.rerank's likelihood
 
 
 # Drafts of one hole use seeds this far apart, so they never meet the seeds of an editor's alternatives (seed + i).
@@ -223,15 +225,15 @@ class Engine:
         for (canvas, steps), rows in groups.items():
             settings = dataclasses.replace(self.settings, max_steps=steps)
             group = self._denoise_group(canvas, settings, rows, requests, plans, should_stop)
-            for (index, _), draft in zip(rows, group, strict=True):
-                drafts[index].append(draft)
+            for (index, _), row_drafts in zip(rows, group, strict=True):
+                drafts[index].extend(row_drafts)
         return [self._best(request_drafts, *plan) for request_drafts, plan in zip(drafts, plans, strict=True)]
 
     def _best(self, drafts: list["_Draft"], context: InfillContext, warnings: list[str]) -> Completion:
         """The completion to show: post-processing filters and ranks the drafts of one hole."""
         if not drafts:  # nothing to complete here (mode "skip")
             return Completion("", "", 0, 0.0, 0.0, context, warnings)
-        candidates = [Candidate(text=d.raw, score=d.confidence, draft=i) for i, d in enumerate(drafts)]
+        candidates = [Candidate(text=d.raw, score=d.score, draft=i) for i, d in enumerate(drafts)]
         ranked = postprocess(candidates, context, self.postprocess_options)
         chosen = drafts[ranked[0].draft] if ranked else max(drafts, key=lambda d: d.confidence)
         return Completion(
@@ -247,8 +249,9 @@ class Engine:
             chosen.tokens,
         )
 
-    def _denoise_group(self, canvas, settings, rows, requests, plans, should_stop) -> list["_Draft"]:
-        """One batched run over `rows` (request index, seed) that share a canvas size and step count."""
+    def _denoise_group(self, canvas, settings, rows, requests, plans, should_stop) -> list[list["_Draft"]]:
+        """One batched run over `rows` (request index, seed) that share a canvas size and step count: each row's
+        drafts (one a canvas; a causal model's candidates when reranking)."""
         loaded = self.loaded
         if self.drafter is not None:
             return [self._draft(canvas, requests[i], plans[i][0], len(rows) == 1, should_stop) for i, _ in rows]
@@ -260,15 +263,18 @@ class Engine:
         result, reused, refined = self._denoise(batch, prompts, settings, row_seeds, single, should_stop)
         seconds = (time.perf_counter() - began) / len(rows)
         return [
-            _Draft(
-                self._decode_middle(result.tokens[row].tolist()),
-                result.steps[row],
-                seconds,
-                result.confidence[row],
-                reused,
-                refined,
-                self._written(result.tokens[row].tolist()),
-            )
+            [
+                _Draft(
+                    self._decode_middle(result.tokens[row].tolist()),
+                    result.steps[row],
+                    seconds,
+                    result.confidence[row],
+                    reused,
+                    refined,
+                    self._written(result.tokens[row].tolist()),
+                    result.confidence[row],
+                )
+            ]
             for row in range(len(rows))
         ]
 
@@ -283,7 +289,9 @@ class Engine:
         )
 
     def _draft(self, canvas: int, request: InfillRequest, context: InfillContext, single: bool, should_stop):
-        """One middle from a causal model (left to right, or drafting blocks with blockfill-coder's adapter).
+        """A causal model's drafts for one hole (left to right, or drafting blocks with blockfill-coder's adapter):
+        its FIM middle, and with `rerank` also the plain continuation of the prefix, each cut at every line end and
+        scored by engine.rerank (post-processing ranks parse-clean drafts first, then by that score).
 
         For a single request (an editor's keystroke) the previous prompt's KV cache is reused up to the first
         changed token; the cache is the base model's own, so reuse is exact.
@@ -302,11 +310,53 @@ class Engine:
         ends_at = end_rule(
             self._token_text, loaded.special.stop_ids, context.mode, last_line(context.prefix), context.suffix
         )
-        result = draft_middle(self.drafter, cache, next_logits, self.draft_settings, canvas, ends_at, should_stop)
-        text = loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)
-        seconds = time.perf_counter() - began
+        middle = functools.partial(
+            draft_middle,
+            self.drafter,
+            settings=self.draft_settings,
+            max_tokens=canvas,
+            ends_at=ends_at,
+            should_stop=should_stop,
+        )
+        results = [middle(cache, next_logits)]
+        # Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
+        # start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
+        line_before = last_line(context.prefix)
+        head = self._encode(context.prefix[: len(context.prefix) - len(line_before)])
+        head = head[-max(1, self.budget.max_prefix_tokens - self.count_tokens(line_before)) :]
+        if not (self.config.rerank and head):
+            draft = self._causal_draft(results[0], reused)
+            return [dataclasses.replace(draft, seconds=time.perf_counter() - began)]
+        plain_cache = DynamicCache(config=loaded.model.config)
+        head_next = self.drafter.prefill(head, plain_cache)
+        plain = head + self._encode(line_before)
+        results.append(
+            middle(plain_cache, self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next)
+        )
+        plain_cache.crop(len(head) - plain_cache.get_seq_length())
+        drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
+        for result in results:
+            whole = self._causal_draft(result, reused)
+            for raw in line_prefixes(whole.raw):
+                shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)
+                if shown and shown[0].text not in drafts:
+                    drafts[shown[0].text] = dataclasses.replace(whole, raw=raw)
+        if not drafts:
+            return [self._causal_draft(results[0], reused)]
+        window = self.config.rerank_suffix_tokens
+        continuations = [
+            self._encode(line_before + shown + context.suffix)[: self.count_tokens(line_before + shown) + window]
+            for shown in drafts
+        ]
+        scores = file_log_likelihoods(loaded.model, plain_cache, head_next, continuations)
+        seconds = (time.perf_counter() - began) / len(drafts)
+        return [dataclasses.replace(d, score=s, seconds=seconds) for d, s in zip(drafts.values(), scores, strict=True)]
+
+    def _causal_draft(self, result: DraftResult, reused: int) -> "_Draft":
+        """A decoded middle as a draft (its seconds are set by the caller)."""
+        text = self.loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)
         # The prompt's forward writes the first token: counted as a step, a left-to-right model writes one a step.
-        return _Draft(text, result.steps + 1, seconds, result.confidence, reused, False, result.written)
+        return _Draft(text, result.steps + 1, 0.0, result.confidence, reused, False, result.written, result.confidence)
 
     def _denoise(self, batch, prompts, settings, seeds, single: InfillRequest | None, should_stop):
         """The canvas loop for one group; for a single request (an editor's keystroke) to DiffusionGemma, reuse the

@@ -34,8 +34,14 @@ def _sequence(tokenizer, special: SpecialTokens, rng: random.Random) -> Sequence
     return Sequence(prompt + middle + [special.eos], len(prompt))
 
 
+def _plain_sequence(tokenizer, special: SpecialTokens, rng: random.Random) -> Sequence:
+    """The toy text as a plain file, every token a target: a code LM reads files left to right as well as FIM."""
+    return Sequence(tokenizer("".join(toy_texts(rng)), add_special_tokens=False)["input_ids"] + [special.eos], 0)
+
+
 def train_toy_base(directory: Path, steps: int = 250, seed: int = 0) -> Path:
-    """A two-layer Qwen2 trained left to right on FIM text of the toy task, saved with its tokenizer."""
+    """A two-layer Qwen2 trained left to right on the toy task, as FIM text (loss on the middle) and as plain text
+    (loss everywhere, which engine.rerank's file likelihood reads), saved with its tokenizer."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     corpus = ["".join(toy_texts(rng)) for _ in range(400)]
@@ -59,11 +65,12 @@ def train_toy_base(directory: Path, steps: int = 250, seed: int = 0) -> Path:
     model = Qwen2ForCausalLM(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(steps):
-        rows = [_sequence(tokenizer, special, rng) for _ in range(16)]
+        rows = [_sequence(tokenizer, special, rng) for _ in range(10)]
+        rows += [_plain_sequence(tokenizer, special, rng) for _ in range(6)]
         width = max(len(r.ids) for r in rows)
         ids = torch.tensor([r.ids + [special.pad] * (width - len(r.ids)) for r in rows])
         labels = torch.full_like(ids, -100)
-        for i, r in enumerate(rows):  # next-token loss on the middle and its end only
+        for i, r in enumerate(rows):  # next-token loss from the middle (a plain row: its start) to its end
             labels[i, r.middle_start : len(r.ids)] = ids[i, r.middle_start : len(r.ids)]
         loss = model(input_ids=ids, labels=labels).loss
         optimizer.zero_grad()
