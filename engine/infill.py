@@ -123,7 +123,7 @@ class Engine:
         if config.line_start_holes not in ("block", "line"):
             raise ConfigError(f"line_start_holes must be 'block' or 'line', not {config.line_start_holes!r}")
         self.config = config
-        self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
+        self.loaded = loaded or load_model(config.model, config.device, config.allow_download, config.quantize)
         limits = self.loaded.limits
         self.budget = ContextBudget(
             max_prefix_tokens=min(config.max_prefix_tokens, limits.max_prefix_tokens),

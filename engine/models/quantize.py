@@ -1,21 +1,22 @@
 """Weight-only int8 / int4 for a DiffusionGemma model, so the 26B-A4B checkpoint fits a 24 GB card (issue 13).
 
-Two kinds of weight, two quantizers:
-- nn.Linear layers (attention, dense MLPs, self-conditioning): optimum-quanto's qint8 / qint4, a maintained one
-  (the optional extra `blockfill[quantize]`).
-- The experts, ~90 % of the bytes. Each layer keeps its experts as two 3-D parameters (`gate_up_proj` [E, 2I, H],
-  `down_proj` [E, H, I]). quanto 0.2.7 swaps only nn.Linear / Conv2d / LayerNorm modules, and transformers 5.23
-  quantizes 3-D experts only as FP8 (finegrained_fp8) or MXFP4 (gpt-oss), both with CUDA kernels, none of them 4-bit
-  integers. So `QuantizedExperts` is written here: group-wise symmetric codes (one scale per `GROUP` input
-  features; int4 packed two to a byte), each expert that a token routes to dequantized on the fly. The format is
-  plain torch: it runs on a CPU and on any GPU. The cost is one dequantization per hit expert and forward.
+Every nn.Linear (attention, dense MLPs, self-conditioning) and every layer's experts, ~90 % of the bytes, are
+stored as group-wise symmetric codes (one scale per `GROUP` input features; int4 packed two to a byte) and
+dequantized when used: an expert only when a token routes to it. Plain torch: a CPU and any GPU run it. The cost is
+one dequantization per weight and forward; a fused int4 kernel would save it, at the price of a CUDA-only path.
 
-Encoder and decoder share every weight. Each weight is quantized once, and the quantized module is shared the same
+Why not a maintained quantizer (checked against optimum-quanto 0.2.7 and transformers 5.23 on torch 2.13):
+- The experts are two 3-D parameters a layer (`gate_up_proj` [E, 2I, H], `down_proj` [E, H, I]). quanto swaps only
+  nn.Linear / Conv2d / LayerNorm modules, so it leaves them in bf16; transformers quantizes 3-D experts only as FP8
+  (finegrained_fp8) or MXFP4 (gpt-oss), with CUDA kernels, and not as 4-bit integers.
+- For the Linear layers quanto would do, but its qint4 weights fail under `torch.inference_mode` (the engine's
+  mode: "Cannot set version_counter for inference tensor"), and one format for both kinds keeps one code path.
+
+Encoder and decoder share every weight. Each weight is quantized once and the quantized module is shared the same
 way, so the model holds one copy. The embedding (tied to lm_head, read twice a step for logits and
 self-conditioning) and the routers (a few KB a layer, and they decide which experts run) keep the model's dtype.
 """
 
-import importlib.util
 import math
 
 import torch
@@ -23,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.diffusion_gemma.modeling_diffusion_gemma import DiffusionGemmaTextExperts
 
-from engine.errors import ConfigError, ModelLoadError
+from engine.errors import ConfigError
 
 KINDS = {"none": 0, "int8": 8, "int4": 4}  # `--set quantize=...` -> bits (0: the model's own dtype)
 GROUP = 64  # input features per scale (the 26B-A4B's 2816 and 704 are multiples): bf16 scales add 2/64 byte a weight
+_CHUNK = 8  # experts quantized at once: 8 of the 26B-A4B's gate_up_proj are 0.13 GB of fp32 temporaries
 _KEEP = ("lm_head", "router")  # Linear modules that stay unquantized (see the module docstring)
 
 
@@ -67,18 +69,18 @@ def dequantize_groups(codes: torch.Tensor, scales: torch.Tensor, bits: int) -> t
 class QuantizedExperts(nn.Module):
     """Drop-in for DiffusionGemmaTextExperts: the same routing loop, each hit expert's weights dequantized when used.
 
-    Quantized one expert at a time, so the float temporaries stay one expert's size (the model may already fill
-    the GPU when this runs).
+    Quantized `_CHUNK` experts at a time, so the float temporaries stay small beside a model that may already fill
+    the GPU when this runs.
     """
 
-    def __init__(self, experts: DiffusionGemmaTextExperts, bits: int):
+    def __init__(self, experts: DiffusionGemmaTextExperts, bits: int, device: torch.device | None = None):
         super().__init__()
         self.num_experts, self.bits, self.act_fn = experts.num_experts, bits, experts.act_fn
         for name in ("gate_up_proj", "down_proj"):
             weight = getattr(experts, name).data  # [E, O, In]
-            parts = [quantize_groups(weight[e], bits) for e in range(self.num_experts)]
-            self.register_buffer(f"{name}_codes", torch.stack([codes for codes, _ in parts]))  # [E, O, In or In/2]
-            self.register_buffer(f"{name}_scales", torch.stack([scales for _, scales in parts]))  # [E, O, In/G, 1]
+            parts = [quantize_groups(chunk.to(device), bits) for chunk in weight.split(_CHUNK)]
+            self.register_buffer(f"{name}_codes", torch.cat([codes for codes, _ in parts]))  # [E, O, In or In/2]
+            self.register_buffer(f"{name}_scales", torch.cat([scales for _, scales in parts]))  # [E, O, In/g, 1]
 
     def expert(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert `index`'s gate_up [2I, H] and down [H, I] weights in the model's dtype."""
@@ -99,64 +101,55 @@ class QuantizedExperts(nn.Module):
         return out
 
 
-def quantize_model(model: nn.Module, kind: str) -> nn.Module:
-    """Quantize `model`'s weights in place (see the module docstring); "none" leaves it as it is."""
+class QuantizedLinear(nn.Module):
+    """Drop-in for nn.Linear: the weight as group-wise codes, dequantized at each call."""
+
+    def __init__(self, linear: nn.Linear, bits: int, device: torch.device | None = None):
+        super().__init__()
+        self.bits, self.in_features, self.out_features = bits, linear.in_features, linear.out_features
+        codes, scales = quantize_groups(linear.weight.data.to(device), bits)
+        self.register_buffer("codes", codes)  # [O, In or In/2]
+        self.register_buffer("scales", scales)  # [O, In/g, 1]
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, dequantize_groups(self.codes, self.scales, self.bits), self.bias)
+
+
+def quantize_model(model: nn.Module, kind: str, device: torch.device | None = None) -> nn.Module:
+    """Quantize `model`'s weights in place (see the module docstring); "none" leaves it as it is.
+
+    `device`: where the weights are quantized and stay (a GPU does it in seconds; the rest of the model is the
+    caller's to move). None: where they are.
+    """
     bits = check_kind(kind)
-    if not bits:
-        return model
-    if importlib.util.find_spec("optimum.quanto") is None:
-        raise ModelLoadError(
-            f"quantize={kind} needs optimum-quanto: pip install 'blockfill[quantize]' (or quantize=none)"
-        )
-    _quantize_experts(model, bits)
-    _quantize_linears(model, bits)
+    if bits:
+        _replace_shared(model, DiffusionGemmaTextExperts, "gate_up_proj", lambda m: QuantizedExperts(m, bits, device))
+        _replace_shared(model, nn.Linear, "weight", lambda m: QuantizedLinear(m, bits, device))
     return model
 
 
-def _shared_owners(model: nn.Module, kind: type[nn.Module], key: str) -> tuple[dict[str, str], list[str]]:
-    """Every module of `kind` by name -> the name of the first module holding the same `key` parameter, and the
-    owners (first holders) in order. Encoder and decoder layers hold the same parameters in different modules."""
-    first: dict[int, str] = {}
-    owner_of = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, kind):
-            owner_of[name] = first.setdefault(id(getattr(module, key)), name)
-    return owner_of, list(first.values())
-
-
-def _quantize_experts(model: nn.Module, bits: int) -> None:
-    owner_of, owners = _shared_owners(model, DiffusionGemmaTextExperts, "gate_up_proj")
-    quantized = {}
-    for owner in owners:
-        quantized[owner] = QuantizedExperts(model.get_submodule(owner), bits)
-        model.set_submodule(owner, quantized[owner])  # the bf16 tensors can go before the next layer's are copied
-    for name, owner in owner_of.items():
-        model.set_submodule(name, quantized[owner])
-
-
-def _quantize_linears(model: nn.Module, bits: int) -> None:
-    from optimum.quanto import freeze, qint4, qint8
-    from optimum.quanto import quantize as quanto_quantize
-
-    owner_of, owners = _shared_owners(model, nn.Linear, "weight")
-    owners = [name for name in owners if not any(part in name for part in _KEEP)]
-    quanto_quantize(model, weights={8: qint8, 4: qint4}[bits], include=owners)
-    freeze(model)
-    for name, owner in owner_of.items():
-        if name != owner and owner in owners:
-            model.set_submodule(name, model.get_submodule(owner))
+def _replace_shared(model: nn.Module, kind: type[nn.Module], key: str, make) -> None:
+    """Replace every module of `kind` by `make(module)`, once per `key` parameter: encoder and decoder layers hold
+    the same parameters in different modules, and then hold the same replacement."""
+    owner_of: dict[int, str] = {}
+    replaced: dict[str, nn.Module] = {}
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        if not isinstance(module, kind) or any(part in name for part in _KEEP):
+            continue
+        owner = owner_of.setdefault(id(getattr(module, key)), name)
+        if owner == name:
+            replaced[name] = make(module)
+        model.set_submodule(name, replaced[owner])  # the original's tensors go before the next layer's are copied
 
 
 def weight_bytes(model: nn.Module) -> dict[str, int]:
-    """Bytes of the model's unique parameters and buffers by dtype, a quantized tensor by what it stores."""
+    """Bytes of the model's unique parameters and buffers by dtype (meta tensors count as if they were real)."""
     seen: set[int] = set()
     totals: dict[str, int] = {}
 
     def count(tensor: torch.Tensor) -> None:
-        if hasattr(tensor, "__tensor_flatten__"):  # quanto's tensor subclasses: codes, scales, shifts inside
-            for inner in tensor.__tensor_flatten__()[0]:
-                count(getattr(tensor, inner))
-        elif id(tensor) not in seen:
+        if id(tensor) not in seen:
             seen.add(id(tensor))
             name = str(tensor.dtype).removeprefix("torch.")
             totals[name] = totals.get(name, 0) + tensor.numel() * tensor.element_size()
