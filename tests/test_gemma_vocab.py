@@ -60,7 +60,9 @@ def test_the_tokenizer_has_diffusiongemmas_vocabulary_and_ids(gemma_tokenizer_di
 
 @pytest.mark.parametrize("quantize", ["none", "int4"])
 def test_a_fim_chat_prompt_runs_through_the_engine_and_decodes(gemma_checkpoint, quantize):
-    engine = Engine(EngineConfig(model=str(gemma_checkpoint), device="cpu", quantize=quantize, max_steps=4))
+    engine = Engine(
+        EngineConfig(model=str(gemma_checkpoint), device="cpu", quantize=quantize, max_steps=4, line_steps=4)
+    )
     tokenizer, special = engine.loaded.tokenizer, engine.loaded.special
     before, between, after = special.chat_frame  # no FIM tokens: the instruction in Gemma's chat template
     start_of_turn, end_of_turn = tokenizer.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"])
