@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", choices=("full", "small"), default="full")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: none, int8, int4")
     args = parser.parse_args(argv)
-    print("| weights | bytes by dtype | total GB | seconds to quantize |\n|---|---|---|---|")
+    print("| weights | bytes by dtype | total GB | seconds (meta build + quantize) |\n|---|---|---|---|")
     for kind in args.kinds.split(","):
         began = time.perf_counter()
         totals = measure(args.config, kind)
