@@ -18,6 +18,8 @@ class EngineConfig:
     model: str = "blockfill-coder"  # a name from `blockfill models list`, a checkpoint directory, or a cached hub id
     device: str = "auto"  # "auto" (CUDA where present), "cpu", "cuda", "cuda:1", ...
     allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
+    # DiffusionGemma weights: "int4" (the 26B-A4B in 14.5 GB, a 24 GB card), "int8" or "none" (bf16 on a GPU, 50.5 GB).
+    quantize: str = "none"
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
     max_steps: int = 16  # denoising steps at most per block canvas

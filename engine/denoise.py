@@ -85,6 +85,35 @@ def _sample_rows(probs: torch.Tensor, generators: list[torch.Generator]) -> torc
     return torch.searchsorted(cdf, draws * cdf[..., -1:]).squeeze(-1).clamp_(max=probs.shape[-1] - 1)  # [B, C]
 
 
+def _distribution(
+    logits: torch.Tensor,
+    temperature: float,
+    noise_tokens: torch.Tensor | None,
+    is_noise: torch.Tensor,
+    barred_token: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Temperature-scaled logits (in place of `logits`), their softmax and its entropy per position.
+
+    A [b, C, V] tensor is 256 MB a row at Gemma's 262,144 tokens and a 256 canvas, so the softmax is the only one
+    made beside the logits: entropy = logsumexp(s) - sum(p * s), with logsumexp(s) = max(s) - log(max(p)) and the
+    sum a batched dot product. `noise_tokens` [b, C]: bar the random token a renoised position (`is_noise`) holds;
+    `barred_token`: a token no position may take (a masked family's mask token).
+    """
+    scaled = logits.div_(temperature)  # [b, C, V]
+    if barred_token is not None:
+        scaled[..., barred_token] = torch.finfo(scaled.dtype).min
+    if noise_tokens is not None:
+        # A renoised position's token is known to be random: predicting it is copying noise. The lowest finite
+        # logit, not -inf, so that p * s stays 0 there.
+        index = noise_tokens.unsqueeze(-1)  # [b, C, 1]
+        barred = scaled.gather(-1, index).masked_fill_(is_noise.unsqueeze(-1), torch.finfo(scaled.dtype).min)
+        scaled.scatter_(-1, index, barred)
+    probs = scaled.softmax(-1)  # [b, C, V]
+    expected = (probs.unsqueeze(-2) @ scaled.unsqueeze(-1)).flatten(-3)  # [b, C]: sum(p * s)
+    log_normalizer = scaled.max(-1).values - probs.max(-1).values.log()  # [b, C]
+    return scaled, probs, log_normalizer - expected
+
+
 def _accept_mask(entropy: torch.Tensor, bound: float, at_least: int = 1, from_left: bool = False) -> torch.Tensor:
     """Entropy-bound acceptance: the k lowest-entropy positions with sum(entropy) - max(entropy) <= bound, and
     never fewer than `at_least`: the next lowest-entropy positions, or with `from_left` the leftmost ones."""
@@ -146,16 +175,10 @@ def _refine(
         if should_stop is not None and should_stop():
             raise Cancelled("denoising cancelled")
         logits = family.canvas_logits(state, canvas, positions, previous_logits)  # [b, S, V]
-        scaled = logits / _temperature(settings, step)
-        if settings.no_copy_noise and not masked:
-            # A renoised position's token is known to be random: predicting it is copying noise.
-            copy = torch.zeros_like(scaled, dtype=torch.bool).scatter_(-1, canvas.unsqueeze(-1), is_noise.unsqueeze(-1))
-            scaled = scaled.masked_fill(copy, float("-inf"))
-        if masked:
-            scaled[..., family.mask_token_id] = float("-inf")  # proposing the mask token settles nothing
-        log_probs = scaled.log_softmax(-1)  # [b, S, V]
-        probs = log_probs.exp()
-        entropy = -(probs * log_probs).sum(-1)  # [b, S]
+        noise_tokens = canvas if settings.no_copy_noise and not masked else None
+        # Proposing the mask token settles nothing.
+        barred = family.mask_token_id if masked else None
+        scaled, probs, entropy = _distribution(logits, _temperature(settings, step), noise_tokens, is_noise, barred)
         argmax = scaled.argmax(-1)  # [b, S]
         proposal = _sample_rows(probs, [generators[i] for i in active]) if settings.sample else argmax
         settled = ~is_noise if masked else torch.zeros_like(is_noise)  # [b, S] kept from earlier steps

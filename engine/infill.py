@@ -131,7 +131,7 @@ class Engine:
         if config.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {config.sampler!r}")
         self.config = config
-        self.loaded = loaded or load_model(config.model, config.device, config.allow_download)
+        self.loaded = loaded or load_model(config.model, config.device, config.allow_download, config.quantize)
         limits = self.loaded.limits
         self.budget = ContextBudget(
             max_prefix_tokens=min(config.max_prefix_tokens, limits.max_prefix_tokens),

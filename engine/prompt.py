@@ -29,10 +29,11 @@ _FIM_NAMES = {
     "fim_suffix": ("<fim_suffix>", "<|fim_suffix|>"),
 }
 # Tokens after which a FIM middle is over, besides the tokenizer's EOS: a causal code model ends its middle with its
-# own end-of-text or a FIM/file separator (Qwen2.5-Coder writes `<|endoftext|>`, never its chat EOS `<|im_end|>`).
+# own end-of-text or a FIM/file separator (Qwen2.5-Coder writes `<|endoftext|>`, never its chat EOS `<|im_end|>`);
+# an instruction-tuned Gemma ends its answer with `<end_of_turn>`.
 _MIDDLE_END_NAMES = (
     "<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>", "<fim_pad>", "<file_sep>",
-    "<|end|>", "<eos>",
+    "<|end|>", "<eos>", "<end_of_turn>",
 )  # fmt: skip
 _HOLE = "<HOLE>"
 _INSTRUCTION = f"Fill in the code at {_HOLE}. Reply with only the missing code, no explanation and no code fences.\n\n"

