@@ -165,11 +165,12 @@ class Engine:
         )
         self._line_tokens = functools.lru_cache(maxsize=1 << 16)(self.count_tokens)
         self._prompt_cache: _PromptCache | None = None
+        self._plain_cache: _PromptCache | None = None  # causal families' reranking: the file up to the cursor's line
         self._suggestion: _Suggestion | None = None
 
     def forget_previous(self) -> None:
         """Make the next request start afresh: no prompt cache reuse, no refinement (benchmarks, tests)."""
-        self._prompt_cache, self._suggestion = None, None
+        self._prompt_cache, self._plain_cache, self._suggestion = None, None, None
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
@@ -293,20 +294,14 @@ class Engine:
         its FIM middle, and with `rerank` also the plain continuation of the prefix, each cut at every line end and
         scored by engine.rerank (post-processing ranks parse-clean drafts first, then by that score).
 
-        For a single request (an editor's keystroke) the previous prompt's KV cache is reused up to the first
-        changed token; the cache is the base model's own, so reuse is exact.
+        For a single request (an editor's keystroke) the previous request's KV caches (the FIM prompt's, the plain
+        file's up to the cursor's line) are reused up to their first changed token.
         """
         loaded = self.loaded
-        prompt = self._prompt(context, canvas)
         began = time.perf_counter()
-        reused, cache = 0, DynamicCache(config=loaded.model.config)
-        if single and self._prompt_cache is not None:
-            window = getattr(loaded.model.config, "sliding_window", None) or 1 << 30
-            reused = self._prompt_cache.reusable_tokens(prompt, window)
-            cache = self._prompt_cache.cache if reused else cache
-        next_logits = self.drafter.prefill(prompt.input_ids, cache, reused)
+        next_logits, fim, reused = self._prefill(self._prompt(context, canvas), self._prompt_cache if single else None)
         if single:
-            self._prompt_cache = _PromptCache(prompt, cache)  # decoding appends to it; the next prefill crops it
+            self._prompt_cache = fim  # decoding appends to its cache; the next prefill crops it
         ends_at = end_rule(
             self._token_text, loaded.special.stop_ids, context.mode, last_line(context.prefix), context.suffix
         )
@@ -318,7 +313,7 @@ class Engine:
             ends_at=ends_at,
             should_stop=should_stop,
         )
-        results = [middle(cache, next_logits)]
+        results = [middle(fim.cache, next_logits)]
         # Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
         # start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
         line_before = last_line(context.prefix)
@@ -327,9 +322,11 @@ class Engine:
         if not (self.config.rerank and head):
             draft = self._causal_draft(results[0], reused)
             return [dataclasses.replace(draft, seconds=time.perf_counter() - began)]
-        plain_cache = DynamicCache(config=loaded.model.config)
-        head_next = self.drafter.prefill(head, plain_cache)
-        plain = head + self._encode(line_before)
+        head_prompt = Prompt(head, list(range(len(head))), len(head))
+        head_next, file_head, _ = self._prefill(head_prompt, self._plain_cache if single else None)
+        if single:
+            self._plain_cache = file_head
+        plain_cache, plain = file_head.cache, head + self._encode(line_before)
         results.append(
             middle(plain_cache, self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next)
         )
@@ -351,6 +348,17 @@ class Engine:
         scores = file_log_likelihoods(loaded.model, plain_cache, head_next, continuations)
         seconds = (time.perf_counter() - began) / len(drafts)
         return [dataclasses.replace(d, score=s, seconds=seconds) for d, s in zip(drafts.values(), scores, strict=True)]
+
+    def _prefill(self, prompt: Prompt, previous: "_PromptCache | None") -> tuple[torch.Tensor, "_PromptCache", int]:
+        """A causal model's KV cache of `prompt`, reusing `previous` (the last keystroke's) up to the first changed
+        token: the logits after the prompt [V], the cache, and the tokens reused. The cache is the base model's
+        own, so reuse is exact."""
+        reused, cache = 0, DynamicCache(config=self.loaded.model.config)
+        if previous is not None:
+            window = getattr(self.loaded.model.config, "sliding_window", None) or 1 << 30
+            reused = previous.reusable_tokens(prompt, window)
+            cache = previous.cache if reused else cache
+        return self.drafter.prefill(prompt.input_ids, cache, reused), _PromptCache(prompt, cache), reused
 
     def _causal_draft(self, result: DraftResult, reused: int) -> "_Draft":
         """A decoded middle as a draft (its seconds are set by the caller)."""

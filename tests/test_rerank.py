@@ -97,3 +97,17 @@ def test_a_reranking_engine_fills_the_toy_holes(toy_base, monkeypatch):
     got = [c.text.strip() for c in engine.complete(requests)]
     assert sum(g == m for g, (_, m, _) in zip(got, texts, strict=True)) >= 10, got
     assert len(scored) == len(requests) and all(len(continuations) >= 1 for continuations in scored)
+
+
+def test_keystrokes_reuse_both_caches_exactly(toy_base):
+    """An editor's requests reuse the FIM prompt's cache and the plain file's: the same middles as from scratch."""
+    engine = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False))
+    fresh = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False), engine.loaded)
+    prefix, _, suffix = toy_texts(random.Random(5))
+    for typed in ("", "g", "go"):
+        request = InfillRequest("\n" + prefix + typed, suffix, "python", canvas_tokens=12, force=True)
+        kept = engine.complete([request])[0]
+        fresh.forget_previous()
+        assert kept.text == fresh.complete([request])[0].text
+        assert (kept.reused_prompt_tokens > 0) == bool(typed)
+    assert engine._plain_cache is not None and engine._plain_cache.cache.get_seq_length() >= 1
