@@ -38,7 +38,8 @@ _AUTO_MAP = {
         "AutoModelForCausalLM": "modeling.Fast_dLLM_QwenForCausalLM",
     },
 }
-_SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+# head_dim as the public checkpoints have it, hidden_size / heads (Qwen3Config would default it to 128)
+_SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 16}
 
 
 def _tokenizer(texts: list[str], mask: str) -> Tokenizer:
