@@ -15,3 +15,11 @@ def toy_dream_checkpoint(tmp_path_factory):
     from tests.toy_dream import train_toy_dream
 
     return train_toy_dream(tmp_path_factory.mktemp("toy-dream"))
+
+
+@pytest.fixture(scope="session", params=["sdar", "fast-dllm-v2"])
+def toy_block_checkpoint(request, tmp_path_factory):
+    """A block-diffusion checkpoint of each layout trained in seconds on the same toy task (tests/toy_block.py)."""
+    from tests.toy_block import train_toy_block
+
+    return train_toy_block(tmp_path_factory.mktemp(f"toy-{request.param}"), request.param)

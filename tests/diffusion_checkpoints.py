@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
@@ -37,7 +38,8 @@ _AUTO_MAP = {
         "AutoModelForCausalLM": "modeling.Fast_dLLM_QwenForCausalLM",
     },
 }
-_SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+# head_dim as the public checkpoints have it, hidden_size / heads (Qwen3Config would default it to 128)
+_SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 16}
 
 
 def _tokenizer(texts: list[str], mask: str) -> Tokenizer:
@@ -113,4 +115,14 @@ def write_checkpoint(directory: Path, layout: str, texts: list[str], block_size:
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     for name in spec["python"]:
         (directory / name).write_text(_TRAP)
+    return directory
+
+
+def save_trained(directory: Path, model: torch.nn.Module, canvas: int) -> Path:
+    """Write a model trained in the test over its checkpoint's weights, under the public tensor names; it was
+    trained on one canvas size, so an editor's canvas is capped to it."""
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
+    config = json.loads((directory / "config.json").read_text())
+    config["blockfill_max_canvas"] = canvas
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
     return directory

@@ -1,7 +1,8 @@
 """The public diffusion code models' layouts (Dream / Dream-Coder / DiffuCoder, Open-dCoder, SDAR, Fast-dLLM v2):
 each loads natively from a directory laid out like its public checkpoint (tests/diffusion_checkpoints.py), never
 importing the checkpoint's own Python, and completes through the CLI; the families' forwards match an independent
-full-sequence reference; a Dream-layout model trained on the toy task fills holes only the suffix determines."""
+full-sequence reference; models of the Dream, SDAR and Fast-dLLM v2 layouts trained on the toy task
+(tests/toy_dream.py, tests/toy_block.py) fill holes only the suffix determines, and untrained ones do not."""
 
 import json
 import sys
@@ -148,17 +149,26 @@ def test_block_logits_match_a_full_forward_under_the_block_causal_mask(layout_di
     torch.testing.assert_close(got_second, want_second, atol=1e-4, rtol=1e-4)
 
 
+def _toy_score(model: str, **settings) -> tuple[int, list[str]]:
+    """How many of the toy task's 12 holes the engine fills with their word, and what it wrote."""
+    requests = [InfillRequest(*toy_texts(w)[::2], "python", canvas_tokens=CANVAS, force=True) for w in WORDS]
+    got = [c.raw_text.strip() for c in _engine(model, **settings).complete(requests)]
+    return sum(g == w for g, w in zip(got, WORDS, strict=True)), got
+
+
 def test_a_trained_dream_layout_model_fills_the_middle_from_the_suffix(toy_dream_checkpoint):
-    requests = [InfillRequest(*toy_texts(w)[::2], "python", canvas_tokens=CANVAS, force=True) for w in WORDS]
     for settings in ({}, {"approximate_cache": False}, {"sampler": "confidence"}, {"sampler": "margin"}):
-        got = [c.raw_text.strip() for c in _engine(str(toy_dream_checkpoint), **settings).complete(requests)]
-        assert sum(g == w for g, w in zip(got, WORDS, strict=True)) >= 10, (settings, got)
+        score, got = _toy_score(str(toy_dream_checkpoint), **settings)
+        assert score >= 10, (settings, got)
 
 
-def test_an_untrained_dream_layout_model_fails_the_same_check(layout_dir):
+def test_a_trained_block_diffusion_model_fills_the_middle_from_the_suffix(toy_block_checkpoint):
+    for settings in ({}, {"sampler": "confidence"}, {"sampler": "margin"}):
+        score, got = _toy_score(str(toy_block_checkpoint), **settings)
+        assert score >= 10, (toy_block_checkpoint.name, settings, got)
+
+
+def test_an_untrained_model_of_each_layout_fails_the_same_check(layout_dir):
     layout, directory = layout_dir
-    if layout != "dream":
-        pytest.skip("one untrained model suffices")
-    requests = [InfillRequest(*toy_texts(w)[::2], "python", canvas_tokens=CANVAS, force=True) for w in WORDS]
-    got = [c.raw_text.strip() for c in _engine(str(directory)).complete(requests)]
-    assert sum(g == w for g, w in zip(got, WORDS, strict=True)) <= 1
+    score, got = _toy_score(str(directory))
+    assert score <= 1, (layout, got)

@@ -6,17 +6,15 @@ cross-entropy of the shifted logits at the masked positions: Dream's objective, 
 weights are then written back under the public tensor names.
 """
 
-import json
 import random
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from engine.families.masked_diffusion import MaskedDiffusion
 from engine.models.loading import load_model
 from engine.prompt import build_prompt, canvas_target, collate_prompts
-from tests.diffusion_checkpoints import write_checkpoint
+from tests.diffusion_checkpoints import save_trained, write_checkpoint
 from tests.toy_model import CANVAS, WORDS, toy_texts
 
 
@@ -42,8 +40,4 @@ def train_toy_dream(directory: Path, steps: int = 600, seed: int = 0) -> Path:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
-    config = json.loads((directory / "config.json").read_text())
-    config["blockfill_max_canvas"] = CANVAS  # trained on one canvas size: an editor's canvas is capped to it
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
-    return directory
+    return save_trained(directory, model, CANVAS)

@@ -19,6 +19,13 @@ from engine.families import attention_masks
 from engine.prompt import PromptBatch
 
 
+def block_causal(positions: torch.Tensor, block_size: int) -> torch.Tensor:
+    """[b, L, L] True where a query reads a key: every key in its own block and in earlier blocks, blocks cut at
+    absolute `positions` [b, L] (multiples of `block_size`): the prefill's mask, and the one these models train with."""
+    block = positions // block_size  # [b, L]
+    return block[:, :, None] >= block[:, None, :]
+
+
 @dataclass
 class BlockState:
     cache: DynamicCache  # committed blocks
@@ -49,8 +56,7 @@ class BlockDiffusion:
         whole = ids.shape[1] - ids.shape[1] % self.block_size
         state = BlockState(DynamicCache(config=self.model.config), ids[:, whole:], positions[:, whole:], None)
         if whole:
-            block = torch.arange(whole, device=ids.device) // self.block_size
-            allowed = (block[:, None] >= block[None, :])[None]  # [1, L, L] block-causal
+            allowed = block_causal(positions[:, :whole], self.block_size)  # [1, L, L]
             state.carry = self.model(
                 input_ids=ids[:, :whole],
                 position_ids=positions[:, :whole],
