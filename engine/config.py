@@ -35,6 +35,8 @@ class EngineConfig:
     sampler: str = "entropy"  # which positions a step accepts: "entropy" (bound), "confidence" or "margin"
     unmask_threshold: float = 0.9  # confidence / margin samplers: accept every position at least this sure
     approximate_cache: bool = True  # masked diffusion: prefix and suffix keys computed once (Fast-dLLM's dual cache)
+    variable_length: bool = True  # DreamOn checkpoints: the canvas grows by <|expand|> and shrinks by <|delete|>
+    max_expansions: int = 64  # and grows by at most this many tokens past the canvas it started from
     max_prefix_tokens: int = 768  # context before the cursor (capped by what the model was trained on)
     max_suffix_tokens: int = 256  # context after the cursor (likewise capped)
     line_canvas: int = 24  # canvas tokens for a rest-of-line completion

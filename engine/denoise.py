@@ -17,12 +17,17 @@ papers, Fast-dLLM's parallel decoding). A DiffusionGemma row stops when its argm
 entropy is below a threshold; a masked row when nothing is masked. Block families decode their canvas in blocks,
 each committed to the KV cache before the next starts, and stop after a block that holds an end token.
 
+Variable length (DreamOn, a family with `edits`, one row at a time): after acceptance a settled `<|expand|>`
+becomes two masks and a settled `<|delete|>` is removed, the family moves the suffix after the new canvas, and
+expansion is barred once the row has grown by `max_growth` or at the last step; rows are padded with the end token
+to the widest canvas they could reach.
+
 Refinement starts from a given canvas (the previous keystroke's suggestion) instead of noise and runs a step or
 two at the schedule's final temperature: DiffusionGemma is trained to repair a partly corrupted canvas, which is
 what a suggestion made stale by one typed character is.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +35,7 @@ import torch
 from transformers import PreTrainedModel
 
 from engine.errors import Cancelled
-from engine.families import CanvasModel
+from engine.families import CanvasEdits, CanvasModel
 from engine.families.diffusion_gemma import DiffusionGemma
 from engine.prompt import PromptBatch
 
@@ -90,18 +95,18 @@ def _distribution(
     temperature: float,
     noise_tokens: torch.Tensor | None,
     is_noise: torch.Tensor,
-    barred_token: int | None = None,
+    barred_tokens: Sequence[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Temperature-scaled logits (in place of `logits`), their softmax and its entropy per position.
 
     A [b, C, V] tensor is 256 MB a row at Gemma's 262,144 tokens and a 256 canvas, so the softmax is the only one
     made beside the logits: entropy = logsumexp(s) - sum(p * s), with logsumexp(s) = max(s) - log(max(p)) and the
     sum a batched dot product. `noise_tokens` [b, C]: bar the random token a renoised position (`is_noise`) holds;
-    `barred_token`: a token no position may take (a masked family's mask token).
+    `barred_tokens`: tokens no position may take (a masked family's mask token, an expansion past the budget).
     """
     scaled = logits.div_(temperature)  # [b, C, V]
-    if barred_token is not None:
-        scaled[..., barred_token] = torch.finfo(scaled.dtype).min
+    if barred_tokens:
+        scaled[..., list(barred_tokens)] = torch.finfo(scaled.dtype).min
     if noise_tokens is not None:
         # A renoised position's token is known to be random: predicting it is copying noise. The lowest finite
         # logit, not -inf, so that p * s stays 0 there.
@@ -145,6 +150,20 @@ def _acceptance(
     return _threshold_mask(score.masked_fill(settled, float("inf")), settings.unmask_threshold, at_least)
 
 
+def edit_canvas(
+    canvas: torch.Tensor, is_noise: torch.Tensor, edits: CanvasEdits, mask: int, room: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One row's canvas [1, S] after DreamOn's edits: a settled expand becomes two masks (the first `room` of
+    them; a later one is only re-masked), a settled delete is removed. Returns the canvas and its noise [1, S'] and
+    how many masks were added."""
+    tokens, noise = canvas[0], is_noise[0]  # [S]
+    expand = (tokens == edits.expand) & ~noise
+    grows = expand & (expand.cumsum(0) <= room)
+    copies = (tokens != edits.delete).long() + grows.long()  # [S] 0: deleted, 2: expanded (noise holds a mask)
+    tokens, noise = tokens.masked_fill(expand, mask), noise | expand
+    return tokens.repeat_interleave(copies)[None], noise.repeat_interleave(copies)[None], int(grows.sum())
+
+
 def _refine(
     family: CanvasModel,
     state: Any,
@@ -158,6 +177,9 @@ def _refine(
     device = positions.device
     bsz, length = positions.shape
     masked = family.mask_token_id is not None
+    edits = family.edits
+    start = positions[:, :1]  # [b, 1] the canvas's first position, kept as its length changes
+    grown = 0  # masks added by expansions (edits are one row at a time)
     active = list(range(bsz))  # rows still denoising, in batch order
     # Drawn even when refining, so each row's random stream is the same either way.
     canvas = _noise(family, generators, length, device)  # [b, S] for the active rows
@@ -168,7 +190,8 @@ def _refine(
     previous_logits: torch.Tensor | None = None  # [b, S, V] self-conditioning input
     previous_argmax = torch.full_like(canvas, -1)
     stable_for = torch.zeros(bsz, dtype=torch.long, device=device)
-    final_tokens = torch.empty(bsz, length, dtype=torch.long, device=device)
+    width, end = (length + edits.max_growth, edits.end) if edits is not None else (length, 0)
+    final_tokens = torch.full((bsz, width), end, dtype=torch.long, device=device)
     steps, confidence = [settings.max_steps] * bsz, [0.0] * bsz
 
     for step in range(settings.max_steps):
@@ -176,21 +199,35 @@ def _refine(
             raise Cancelled("denoising cancelled")
         logits = family.canvas_logits(state, canvas, positions, previous_logits)  # [b, S, V]
         noise_tokens = canvas if settings.no_copy_noise and not masked else None
-        # Proposing the mask token settles nothing.
-        barred = family.mask_token_id if masked else None
+        last = step == settings.max_steps - 1
+        # Proposing the mask token settles nothing; nor expanding without room or time left to fill the masks.
+        barred = [family.mask_token_id] if masked else []
+        if edits is not None and (last or grown >= edits.max_growth):
+            barred.append(edits.expand)
         scaled, probs, entropy = _distribution(logits, _temperature(settings, step), noise_tokens, is_noise, barred)
         argmax = scaled.argmax(-1)  # [b, S]
         proposal = _sample_rows(probs, [generators[i] for i in active]) if settings.sample else argmax
         settled = ~is_noise if masked else torch.zeros_like(is_noise)  # [b, S] kept from earlier steps
         proposal = torch.where(settled, canvas, proposal)
-        at_least = -(-length * (step + 1) // settings.max_steps) if settings.accept_floor else 1
-        accepted = _acceptance(settings, probs, entropy, settled, at_least)
-        noise = _noise(family, [generators[i] for i in active], length, device)
+        size = canvas.shape[1]
+        at_least = -(-size * (step + 1) // settings.max_steps) if settings.accept_floor else 1
+        accepted = _acceptance(settings, probs, entropy, settled, size if last and edits else at_least)
+        noise = _noise(family, [generators[i] for i in active], size, device)
         canvas = torch.where(accepted, proposal, noise)  # [b, S]
         is_noise = ~accepted
         previous_logits = scaled
 
-        if masked:
+        if edits is not None:
+            canvas, is_noise, added = edit_canvas(
+                canvas, is_noise, edits, family.mask_token_id, edits.max_growth - grown
+            )
+            grown += added
+            if canvas.shape[1] != size:
+                positions = start + torch.arange(canvas.shape[1], device=device)  # [1, S']
+                family.resize(state, start + canvas.shape[1])
+                previous_logits = None
+            result, done = canvas, ~is_noise.any(-1)  # [1, S'], [1]
+        elif masked:
             result = torch.where(accepted, proposal, argmax)  # [b, S] what stands if the row stops here
             done = accepted.all(-1)  # [b]
         else:
@@ -198,7 +235,7 @@ def _refine(
             same = (argmax == previous_argmax).all(-1)  # [b]
             stable_for = torch.where(same, stable_for + 1, torch.zeros_like(stable_for))
             done = (stable_for >= settings.stability_steps) & (entropy.mean(-1) < settings.confidence_threshold)
-        if step == settings.max_steps - 1:
+        if last:
             done[:] = True
         previous_argmax = argmax
         finished = done.nonzero().flatten().tolist()  # host sync: decides the next step's batch
@@ -207,7 +244,7 @@ def _refine(
         top_prob = probs.max(-1).values.mean(-1)  # [b]
         for row in finished:
             index = active[row]
-            final_tokens[index] = result[row]
+            final_tokens[index, : result.shape[1]] = result[row]
             steps[index] = step + 1
             confidence[index] = float(top_prob[row])
         keep = (~done).nonzero().flatten()

@@ -21,7 +21,7 @@ from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import SAMPLERS, DenoiseSettings, denoise
 from engine.errors import ConfigError, InputError
-from engine.families import CanvasModel
+from engine.families import CanvasEdits, CanvasModel
 from engine.families.block_diffusion import BlockDiffusion
 from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
 from engine.families.masked_diffusion import MaskedDiffusion
@@ -414,7 +414,10 @@ def _canvas_model(loaded: LoadedModel, config: EngineConfig) -> CanvasModel | No
     if loaded.family == "diffusion_gemma":
         return DiffusionGemma(loaded.model)
     if loaded.family == "masked_diffusion":
-        return MaskedDiffusion(loaded.model, loaded.mask_token_id, config.approximate_cache)
+        edits = None
+        if loaded.edit_tokens is not None and config.variable_length:
+            edits = CanvasEdits(*loaded.edit_tokens, config.max_expansions, loaded.special.eos)
+        return MaskedDiffusion(loaded.model, loaded.mask_token_id, config.approximate_cache, edits)
     if loaded.family == "block_diffusion":
         layout = loaded.diffusion
         return BlockDiffusion(loaded.model, loaded.mask_token_id, layout.block_size, layout.shift)

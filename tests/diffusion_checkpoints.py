@@ -4,6 +4,7 @@ which blockfill must never import (importing it writes `IMPORTED` and raises).
 
 - dream (Dream, Dream-Coder, DiffuCoder): `model_type: "Dream"`, `auto_map` to `modeling_dream`, `mask_token_id`;
   a Qwen2 graph; vocab.json + merges.txt under its own `DreamTokenizer` class, no tokenizer.json; `<|mask|>`.
+- dreamon (DreamOn): Dream's layout with `<|expand|>` and `<|delete|>` added to the tokenizer.
 - open-dcoder: `model_type: "qwen2"` with `auto_map` to its own `modeling_qwen2.py`; tokenizer.json with `<M>`
   added as the mask token.
 - sdar: `model_type: "sdar"`, `block_size`, `mask_token_id`, `auto_map`; a Qwen3 graph; `<|MASK|>`.
@@ -21,12 +22,14 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCau
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"]
 LAYOUTS = {
     "dream": {"mask": "<|mask|>", "graph": "qwen2", "python": ["configuration_dream.py", "modeling_dream.py"]},
+    "dreamon": {"mask": "<|mask|>", "graph": "qwen2", "python": ["configuration_dream.py", "modeling_dream.py"]},
     "open-dcoder": {"mask": "<M>", "graph": "qwen2", "python": ["modeling_qwen2.py"]},
     "sdar": {"mask": "<|MASK|>", "graph": "qwen3", "python": ["configuration_sdar.py", "modeling_sdar.py"]},
     "fast-dllm-v2": {"mask": "|<MASK>|", "graph": "qwen2", "python": ["configuration.py", "modeling.py"]},
 }
 _AUTO_MAP = {
     "dream": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+    "dreamon": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
     "open-dcoder": {"AutoModelForCausalLM": "modeling_qwen2.Qwen2ForCausalLM"},
     "sdar": {
         "AutoConfig": "configuration_sdar.SDARConfig",
@@ -38,17 +41,24 @@ _AUTO_MAP = {
         "AutoModelForCausalLM": "modeling.Fast_dLLM_QwenForCausalLM",
     },
 }
+# DreamOn's added tokens, after the mask token
+EDITS = {"dreamon": ["<|expand|>", "<|delete|>"]}
 # head_dim as the public checkpoints have it, hidden_size / heads (Qwen3Config would default it to 128)
 _SIZE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 16}
 
 
-def _tokenizer(texts: list[str], mask: str) -> Tokenizer:
+def _added(layout: str) -> list[str]:
+    """The special tokens of `layout`'s tokenizer, in id order."""
+    return [*SPECIALS, LAYOUTS[layout]["mask"], *EDITS.get(layout, [])]
+
+
+def _tokenizer(texts: list[str], layout: str) -> Tokenizer:
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=300,
-        special_tokens=[*SPECIALS, mask],
+        special_tokens=_added(layout),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -59,9 +69,9 @@ def _tokenizer(texts: list[str], mask: str) -> Tokenizer:
 def _write_tokenizer(core: Tokenizer, layout: str, directory: Path) -> None:
     mask = LAYOUTS[layout]["mask"]
     vocab = core.get_vocab()
-    added = {str(vocab[t]): {"content": t, "special": True} for t in [*SPECIALS, mask]}
+    added = {str(vocab[t]): {"content": t, "special": True} for t in _added(layout)}
     settings = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "added_tokens_decoder": added}
-    if layout == "dream":  # Dream ships a slow BPE tokenizer with its own class, and no tokenizer.json
+    if layout in ("dream", "dreamon"):  # Dream ships a slow BPE tokenizer with its own class, and no tokenizer.json
         core.model.save(str(directory))
         settings |= {
             "tokenizer_class": "DreamTokenizer",
@@ -91,7 +101,7 @@ def write_checkpoint(directory: Path, layout: str, texts: list[str], block_size:
     `texts`; returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     spec = LAYOUTS[layout]
-    core = _tokenizer(texts, spec["mask"])
+    core = _tokenizer(texts, layout)
     _write_tokenizer(core, layout, directory)
     vocab, mask_id, eos = core.get_vocab_size(), core.token_to_id(spec["mask"]), core.token_to_id("<|endoftext|>")
     qwen3 = spec["graph"] == "qwen3"
@@ -102,7 +112,7 @@ def write_checkpoint(directory: Path, layout: str, texts: list[str], block_size:
     model.save_pretrained(str(directory))  # model.safetensors under the Qwen2 / Qwen3 module names
     config = json.loads((directory / "config.json").read_text())
     config |= {"auto_map": _AUTO_MAP[layout], "bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos}
-    if layout == "dream":
+    if layout in ("dream", "dreamon"):
         config |= {"model_type": "Dream", "architectures": ["DreamModel"], "mask_token_id": mask_id}
     elif layout == "open-dcoder":
         config |= {"architectures": ["Qwen2ForCausalLM"]}

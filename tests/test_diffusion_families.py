@@ -22,8 +22,8 @@ from engine.prompt import build_prompt, collate_prompts
 from tests.diffusion_checkpoints import LAYOUTS, write_checkpoint
 from tests.toy_model import CANVAS, WORDS, toy_texts
 
-FAMILY = {"dream": "masked_diffusion", "open-dcoder": "masked_diffusion", "sdar": "block_diffusion"}
-FAMILY["fast-dllm-v2"] = "block_diffusion"
+FAMILY = dict.fromkeys(["dream", "dreamon", "open-dcoder"], "masked_diffusion")
+FAMILY |= dict.fromkeys(["sdar", "fast-dllm-v2"], "block_diffusion")
 TEXTS = ["".join(toy_texts(w)) for w in WORDS] * 5
 
 
@@ -88,6 +88,16 @@ def test_open_dcoder_is_told_from_a_qwen2_lm_by_its_mask_token_even_when_the_tok
     loaded = load_model(str(directory), device="cpu")
     assert loaded.family == "masked_diffusion" and loaded.diffusion.name == "Open-dCoder"
     assert loaded.tokenizer.convert_ids_to_tokens(loaded.mask_token_id) == "<M>"
+
+
+def test_dreamon_is_dream_with_expand_and_delete_read_from_its_own_tokenizer(layout_dir):
+    layout, directory = layout_dir
+    loaded = load_model(str(directory), device="cpu")
+    if layout != "dreamon":
+        assert loaded.edit_tokens is None
+        return
+    assert loaded.diffusion.name == "DreamOn" and loaded.diffusion.variable_length
+    assert loaded.tokenizer.convert_ids_to_tokens(list(loaded.edit_tokens)) == ["<|expand|>", "<|delete|>"]
 
 
 def _bidirectional_logits(model, ids: list[int], positions: list[int]) -> torch.Tensor:

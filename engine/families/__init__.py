@@ -7,11 +7,24 @@ each refined under a bidirectional mask and then committed to the KV cache). The
 and stopping; a family owns only how a model reads a canvas.
 """
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from engine.prompt import PromptBatch
+
+
+@dataclass(frozen=True)
+class CanvasEdits:
+    """DreamOn's variable-length canvas: a masked position settled as `expand` becomes two masks, one settled as
+    `delete` is removed, so the middle's length need not be guessed; the loop applies them, the family moves the
+    suffix."""
+
+    expand: int  # the checkpoint's `<|expand|>` id
+    delete: int  # its `<|delete|>` id
+    max_growth: int  # masks that expansions may add to a row in all: the canvas never outgrows its start plus this
+    end: int  # pads a finished row to the widest canvas (the tokenizer's EOS, where the middle ends)
 
 
 class CanvasModel(Protocol):
@@ -23,6 +36,8 @@ class CanvasModel(Protocol):
     mask_token_id: int | None
     # True: rows are decoded one at a time (block commits end rows at different blocks; their caches would be ragged)
     one_row_at_a_time: bool
+    # None: the canvas keeps its length. Edits: it grows and shrinks (one row at a time, so rows never ragged).
+    edits: CanvasEdits | None
 
     def prefill(self, batch: PromptBatch, cache: Any = None) -> Any:
         """The state the canvas is read against (KV caches, context ids); `cache`: a reusable prefill, if any."""
@@ -38,6 +53,9 @@ class CanvasModel(Protocol):
 
     def select(self, state: Any, keep: torch.Tensor) -> Any:
         """The state of the rows `keep` [b'] (finished rows leave the batch)."""
+
+    def resize(self, state: Any, end: torch.Tensor) -> None:
+        """The canvas (of a family with edits) now ends before position `end` [b, 1]: move the suffix there."""
 
     def commit(self, state: Any, tokens: torch.Tensor, positions: torch.Tensor) -> None:
         """A segment is settled: make `tokens` [b, S] context for the next segment (no-op with one segment)."""

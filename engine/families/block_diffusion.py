@@ -38,6 +38,7 @@ class BlockDiffusion:
     """A Qwen2 / Qwen3 causal-LM graph decoding block by block, re-masked with the checkpoint's mask token."""
 
     one_row_at_a_time = True
+    edits = None
 
     def __init__(self, model: PreTrainedModel, mask_token_id: int, block_size: int, shift: bool):
         self.model, self.mask_token_id, self.block_size, self.shift = model, mask_token_id, block_size, shift

@@ -48,6 +48,7 @@ class DiffusionGemma:
 
     mask_token_id = None
     one_row_at_a_time = False
+    edits = None
 
     def __init__(self, model: DiffusionGemmaForBlockDiffusion):
         self.model = model

@@ -8,6 +8,9 @@ With `approximate_cache` (Fast-dLLM's dual cache) the context's keys and values 
 sequence with the canvas all masks, and every step reads only the canvas against them: a step costs a canvas
 instead of the whole sequence, at the price of context keys that never see the canvas settle. Without it every
 step recomputes everything, exactly as the models were trained; benchmarks/masked_cache.py measures both.
+
+DreamOn (`edits`): the loop grows and shrinks one row's canvas; the suffix's positions follow its end, and the
+approximate cache, whose keys hold the old positions, is dropped for that row once its length changes.
 """
 
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
-from engine.families import attention_masks
+from engine.families import CanvasEdits, attention_masks
 from engine.prompt import PromptBatch
 
 
@@ -26,17 +29,24 @@ class MaskedState:
     context_positions: torch.Tensor  # [b, L - 1]
     context_valid: torch.Tensor  # [b, L - 1] bool, False on padding
     anchor: torch.Tensor  # [b, 1] the token before the canvas, whose logits predict the canvas's first position
+    suffix: torch.Tensor  # [b, L - 1] bool, True on the suffix (the context after the canvas)
     cache: DynamicCache | None  # the context's keys and values (approximate caching), or None: recompute
 
 
 class MaskedDiffusion:
     """A Qwen2 causal-LM graph read bidirectionally, re-masked with the checkpoint's mask token."""
 
-    one_row_at_a_time = False
-
-    def __init__(self, model: PreTrainedModel, mask_token_id: int, approximate_cache: bool = True):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        mask_token_id: int,
+        approximate_cache: bool = True,
+        edits: CanvasEdits | None = None,
+    ):
         self.model, self.mask_token_id, self.approximate_cache = model, mask_token_id, approximate_cache
         self.vocab_size = model.config.vocab_size
+        self.edits = edits
+        self.one_row_at_a_time = edits is not None  # canvases of different lengths are never batched
 
     def _forward(self, ids, positions, keys_valid, cache=None) -> torch.Tensor:
         """Logits [b, Q, V] of `ids` [b, Q] reading every valid key [b, K] (cached ones first)."""
@@ -48,7 +58,8 @@ class MaskedDiffusion:
     def prefill(self, batch: PromptBatch, cache: None = None) -> MaskedState:
         canvas = batch.canvas_position_ids  # [b, C]
         ids, positions, valid = batch.input_ids, batch.position_ids, batch.attention_mask
-        state = MaskedState(ids[:, :-1], positions[:, :-1], valid[:, :-1], ids[:, -1:], None)
+        suffix = (positions[:, :-1] > positions[:, -1:]) & valid[:, :-1]  # [b, L - 1] after the anchor
+        state = MaskedState(ids[:, :-1], positions[:, :-1], valid[:, :-1], ids[:, -1:], suffix, None)
         if self.approximate_cache:
             # The context's keys as they are with the canvas all masks; the anchor and canvas are cropped off.
             masks = torch.full_like(canvas, self.mask_token_id)
@@ -82,7 +93,13 @@ class MaskedDiffusion:
         if state.cache is not None:
             state.cache.batch_select_indices(keep)
         ids, positions, valid = state.context_ids[keep], state.context_positions[keep], state.context_valid[keep]
-        return MaskedState(ids, positions, valid, state.anchor[keep], state.cache)
+        return MaskedState(ids, positions, valid, state.anchor[keep], state.suffix[keep], state.cache)
+
+    def resize(self, state: MaskedState, end: torch.Tensor) -> None:
+        first = state.context_positions.masked_fill(~state.suffix, torch.iinfo(torch.long).max).amin(-1, True)
+        moved = state.context_positions - first + end  # [b, L - 1]
+        state.context_positions = torch.where(state.suffix, moved, state.context_positions)
+        state.cache = None  # its keys were computed at the old positions
 
     def commit(self, state: MaskedState, tokens: torch.Tensor, positions: torch.Tensor) -> None:
         """One segment: nothing follows it."""

@@ -4,6 +4,7 @@ Qwen3 classes: their weights use Qwen2 / Qwen3 module names, so their own Python
 | layout | config.json | graph | family |
 |---|---|---|---|
 | Dream, Dream-Coder, DiffuCoder | `model_type: "Dream"`, `mask_token_id` | Qwen2 | masked diffusion, logits shifted |
+| DreamOn | Dream's, plus `<|expand|>` and `<|delete|>` in the tokenizer | Qwen2 | masked, shifted, variable length |
 | Open-dCoder | `model_type: "qwen2"` with `auto_map`, a mask token (`<M>`) in the tokenizer | Qwen2 | masked, shifted |
 | SDAR | `model_type: "sdar"`, `block_size`, `mask_token_id` | Qwen3 | block diffusion, no shift |
 | Fast-dLLM v2 | `model_type: "Fast_dLLM_Qwen"`, `bd_size`; the mask token in the tokenizer | Qwen2 | block, shifted |
@@ -32,6 +33,9 @@ from engine.errors import ModelLoadError
 _MASK_SPELLINGS = ("|<MASK>|", "<|MASK|>", "<|mask|>", "<M>", "[MASK]")
 # Fields that name a checkpoint's own classes: dropped before the config becomes transformers' own.
 _FOREIGN_FIELDS = ("auto_map", "model_type", "architectures", "transformers_version")
+# DreamOn's added tokens: a masked position predicted as the first becomes two masks, one predicted as the second is
+# removed (variable-length infilling).
+_EDIT_SPELLINGS = ("<|expand|>", "<|delete|>")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class DiffusionLayout:
     shift: bool  # logits shifted by one: position i's token is predicted at i - 1
     block_size: int | None  # block diffusion's block, from the config
     fim_layout: str  # engine.prompt layout
+    variable_length: bool = False  # DreamOn: the canvas grows and shrinks by its expand and delete tokens
 
 
 def read_config(directory: Path) -> dict:
@@ -58,10 +63,12 @@ def _block_size(config: dict, field: str, name: str) -> int:
     return size
 
 
-def diffusion_layout(config: dict, has_mask_token: bool) -> DiffusionLayout | None:
+def diffusion_layout(config: dict, has_mask_token: bool, has_edit_tokens: bool = False) -> DiffusionLayout | None:
     """The layout of a diffusion checkpoint's config.json, or None for a model that is not one (a plain causal
     LM or DiffusionGemma). A config that maps to its own Python but is none of these is refused."""
     model_type = config.get("model_type")
+    if model_type == "Dream" and has_edit_tokens:
+        return DiffusionLayout("DreamOn", "masked_diffusion", False, True, None, "canvas_between", True)
     if model_type == "Dream":
         return DiffusionLayout("Dream", "masked_diffusion", False, True, None, "canvas_between")
     if model_type == "qwen2" and "auto_map" in config and has_mask_token:
@@ -98,6 +105,15 @@ def mask_token_id(config: dict, tokenizer: PreTrainedTokenizerBase) -> int | Non
         return tokenizer.mask_token_id
     vocab = tokenizer.get_vocab()
     return next((vocab[s] for s in _MASK_SPELLINGS if s in vocab), None)
+
+
+def edit_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int] | None:
+    """(expand, delete): DreamOn's added tokens, from the checkpoint's own tokenizer; None when it lacks either."""
+    vocab = tokenizer.get_vocab()
+    if not all(s in vocab for s in _EDIT_SPELLINGS):
+        return None
+    expand, delete = (vocab[s] for s in _EDIT_SPELLINGS)
+    return expand, delete
 
 
 def qwen_config(config: dict, layout: DiffusionLayout) -> PretrainedConfig:

@@ -30,6 +30,7 @@ from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdap
 from engine.models.layouts import (
     DiffusionLayout,
     diffusion_layout,
+    edit_token_ids,
     graph_class,
     load_tokenizer,
     mask_token_id,
@@ -66,6 +67,7 @@ class LoadedModel:
     adapter: DraftingAdapter | None = None  # the coder family's trainable parts, wrapped into `model`
     diffusion: DiffusionLayout | None = None  # the public diffusion checkpoint's layout (masked / block families)
     mask_token_id: int | None = None  # their mask token, from the checkpoint's config or tokenizer
+    edit_tokens: tuple[int, int] | None = None  # DreamOn's (expand, delete) ids, from its tokenizer
 
 
 def resolve(spec: str) -> tuple[str, str]:
@@ -92,7 +94,8 @@ def _layout(local: Path, config: dict) -> DiffusionLayout | None:
     """The diffusion layout of a local checkpoint (Open-dCoder is told from a Qwen2 LM by its tokenizer's mask)."""
     if "auto_map" not in config and config.get("model_type") not in ("Dream", "sdar", "Fast_dLLM_Qwen"):
         return None
-    return diffusion_layout(config, mask_token_id(config, load_tokenizer(local)) is not None)
+    tokenizer = load_tokenizer(local)
+    return diffusion_layout(config, mask_token_id(config, tokenizer) is not None, edit_token_ids(tokenizer) is not None)
 
 
 def _family(config) -> str:
@@ -291,4 +294,7 @@ def _load_diffusion(
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {local} are corrupt or do not match its config: {err}") from err
     _check_complete(str(local), info)
-    return _loaded(spec, model, tokenizer, target, layout.family, diffusion=layout, mask_token_id=mask)
+    edits = edit_token_ids(tokenizer) if layout.variable_length else None
+    return _loaded(
+        spec, model, tokenizer, target, layout.family, diffusion=layout, mask_token_id=mask, edit_tokens=edits
+    )
