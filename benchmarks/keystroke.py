@@ -1,6 +1,6 @@
 """Keystroke after keystroke: what a completion costs after one more typed character, relative to the first.
 
-    python -m benchmarks.keystroke [--model embedded] [--points 20]
+    python -m benchmarks.keystroke [--model embedded] [--points 20] [--set key=value ...]
 
 At each point (a random column inside a line of a standard-library module) the engine completes, then the user
 types the next character and it completes again. That second request is timed three ways, side by side in this
@@ -17,7 +17,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from engine.config import with_overrides
+from engine.config import parse_assignments, with_overrides
 from engine.infill import Completion, Engine, InfillRequest
 
 
@@ -33,9 +33,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20)
     parser.add_argument("--refine-steps", type=int, default=2)
     parser.add_argument("--file", type=Path, default=Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any engine setting")
     args = parser.parse_args()
-    refining = Engine(with_overrides({"model": args.model, "refine_steps": args.refine_steps}))
-    from_noise = Engine(with_overrides({"model": args.model, "refine_steps": 0}), refining.loaded)
+    settings = {"model": args.model, **parse_assignments(args.set)}
+    refining = Engine(with_overrides({**settings, "refine_steps": args.refine_steps}))
+    from_noise = Engine(with_overrides({**settings, "refine_steps": 0}), refining.loaded)
     text = args.file.read_text()
     all_lines = text.splitlines(keepends=True)
     lines = [i for i, line in enumerate(all_lines) if len(line.strip()) > 12]
