@@ -52,7 +52,8 @@ class EngineConfig:
     draft_threshold: float = 0.6  # blockfill-coder: a drafted token is kept while at least this likely
     verify_drafts: bool = True  # blockfill-coder: keep a draft only where the base predicts the same token
     # Causal families: also continue the prefix without the suffix, cut both middles at each line end and show the
-    # one that makes the file likeliest (engine.rerank), scored over this many suffix tokens.
+    # one that makes the file likeliest (engine.rerank), scored over this many suffix tokens. Measured with the base:
+    # single-line HumanEval 51.7 -> 75.4 %, multi-line 32 -> 34 %, at about twice the time (RESULTS.md).
     rerank: bool = True
     rerank_suffix_tokens: int = 32
 
