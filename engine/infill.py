@@ -338,8 +338,8 @@ class Engine:
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)
                 if shown and shown[0].text not in drafts:
                     drafts[shown[0].text] = dataclasses.replace(whole, raw=raw)
-        if not drafts:
-            return [self._causal_draft(results[0], reused)]
+        if not drafts:  # nothing survives post-processing: the FIM middle stands for the hole, with its time
+            return [dataclasses.replace(self._causal_draft(results[0], reused), seconds=time.perf_counter() - began)]
         window = self.config.rerank_suffix_tokens
         continuations = [
             self._encode(line_before + shown + context.suffix)[: self.count_tokens(line_before + shown) + window]
