@@ -314,22 +314,36 @@ class Engine:
             should_stop=should_stop,
         )
         results = [middle(fim.cache, next_logits)]
-        # Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
-        # start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
+        drafts = self._reranked(context, results, reused, single, middle) if self.config.rerank else []
+        seconds = time.perf_counter() - began
+        if not drafts:  # no reranking, or nothing survives post-processing: the FIM middle stands for the hole
+            return [dataclasses.replace(self._causal_draft(results[0], reused), seconds=seconds)]
+        return [dataclasses.replace(d, seconds=seconds / len(drafts)) for d in drafts]
+
+    def _reranked(
+        self, context: InfillContext, results: list[DraftResult], reused: int, single: bool, middle: Callable
+    ) -> list["_Draft"]:
+        """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
+        both as a draft scored by engine.rerank; none where no line precedes the cursor's (nothing to read the file
+        from) or no cut survives post-processing.
+
+        Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
+        start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
+        """
         line_before = last_line(context.prefix)
         head = self._encode(context.prefix[: len(context.prefix) - len(line_before)])
         head = head[-max(1, self.budget.max_prefix_tokens - self.count_tokens(line_before)) :]
-        if not (self.config.rerank and head):
-            draft = self._causal_draft(results[0], reused)
-            return [dataclasses.replace(draft, seconds=time.perf_counter() - began)]
+        if not head:
+            return []
         head_prompt = Prompt(head, list(range(len(head))), len(head))
         head_next, file_head, _ = self._prefill(head_prompt, self._plain_cache if single else None)
         if single:
             self._plain_cache = file_head
         plain_cache, plain = file_head.cache, head + self._encode(line_before)
-        results.append(
-            middle(plain_cache, self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next)
-        )
+        results = [
+            *results,
+            middle(plain_cache, self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next),
+        ]
         plain_cache.crop(len(head) - plain_cache.get_seq_length())
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
         for result in results:
@@ -338,16 +352,13 @@ class Engine:
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)
                 if shown and shown[0].text not in drafts:
                     drafts[shown[0].text] = dataclasses.replace(whole, raw=raw)
-        if not drafts:  # nothing survives post-processing: the FIM middle stands for the hole, with its time
-            return [dataclasses.replace(self._causal_draft(results[0], reused), seconds=time.perf_counter() - began)]
         window = self.config.rerank_suffix_tokens
         continuations = [
             self._encode(line_before + shown + context.suffix)[: self.count_tokens(line_before + shown) + window]
             for shown in drafts
         ]
-        scores = file_log_likelihoods(loaded.model, plain_cache, head_next, continuations)
-        seconds = (time.perf_counter() - began) / len(drafts)
-        return [dataclasses.replace(d, score=s, seconds=seconds) for d, s in zip(drafts.values(), scores, strict=True)]
+        scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations)
+        return [dataclasses.replace(d, score=s) for d, s in zip(drafts.values(), scores, strict=True)]
 
     def _prefill(self, prompt: Prompt, previous: "_PromptCache | None") -> tuple[torch.Tensor, "_PromptCache", int]:
         """A causal model's KV cache of `prompt`, reusing `previous` (the last keystroke's) up to the first changed
