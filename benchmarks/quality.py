@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--no-suffix", action="store_true", help="left to right: the model sees only the prefix")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--records", type=Path, help="write each task's completion and verdict here (JSON lines)")
     args = parser.parse_args()
 
     engine = Engine(with_overrides({"model": resolve_model(args.model), **parse_assignments(args.set)}))
@@ -97,6 +98,7 @@ def main() -> None:
     results, seconds, steps, written = [], [], [], []
     flaws = {"raw": defaultdict(int), "shown": defaultdict(int)}  # syntax / repeat counts, before and after
     began = time.perf_counter()
+    records = args.records.open("w") if args.records else None
     for start in range(0, len(tasks), args.batch_size):
         chunk = tasks[start : start + args.batch_size]
         requests = [
@@ -123,6 +125,14 @@ def main() -> None:
                 else:
                     oks.append(passes(humaneval_program(task, text)))
             results.append((language_of(task), oks[1], oks[0], not completion.text.strip()))
+            if records:
+                record = {
+                    "task": task.get("task_id", task.get("name")),
+                    "shown": completion.text,
+                    "raw": completion.raw_text,
+                }
+                records.write(json.dumps({**record, "ok": oks[1], "ms": round(1000 * completion.seconds)}) + "\n")
+                records.flush()
     wall = time.perf_counter() - began
     by_language = defaultdict(list)
     for language, ok, *_ in results:
