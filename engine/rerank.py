@@ -33,19 +33,32 @@ def file_log_likelihoods(
     summed over its tokens.
 
     `cache` holds the plain text before it (no FIM tokens) and is left as it came; `next_logits` [V] is the
-    model's prediction after that text. One forward a continuation.
+    model's prediction after that text. The candidates are mostly cuts of two middles, so they share long token
+    prefixes: taken in sorted order, each forwards only what follows the prefix it shares with the one before
+    (whose keys stay cached and whose token log-probabilities are kept), instead of one whole forward each.
     """
     past = cache.get_seq_length()
     first = next_logits.float().log_softmax(-1)  # [V]
-    scores = []
-    for ids in continuations:
+    scores = [0.0] * len(continuations)
+    cached: list[int] = []  # the continuation whose keys follow `past` in the cache
+    token_scores: list[float] = []  # log P(cached[t] | text, cached[:t])
+    for index in sorted(range(len(continuations)), key=continuations.__getitem__):
+        ids = continuations[index]
         if not ids:
-            scores.append(0.0)
             continue
-        tokens = torch.tensor([ids], device=next_logits.device)  # [1, T]
-        positions = torch.arange(past, past + len(ids), device=next_logits.device)[None]
-        logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, :-1]  # [T - 1, V]
-        cache.crop(past - cache.get_seq_length())
-        log_probs = torch.cat([first[None], logits.float().log_softmax(-1)])  # [T, V]: row t predicts ids[t]
-        scores.append(float(log_probs.gather(1, tokens[0, :, None]).sum()))
+        shared = next(
+            (t for t, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b), min(len(cached), len(ids))
+        )
+        # The logits that score ids[shared] come from the token before it: re-read that one (or start afresh).
+        kept = max(0, min(shared, len(ids)) - 1)
+        cache.crop(past + kept - cache.get_seq_length())
+        tokens = torch.tensor([ids[kept:]], device=next_logits.device)  # [1, T - kept]
+        positions = torch.arange(past + kept, past + len(ids), device=next_logits.device)[None]
+        logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, :-1]  # [T-kept-1, V]
+        new = logits.float().log_softmax(-1).gather(1, tokens[0, 1:, None])[:, 0].tolist()  # ids[kept + 1:]
+        token_scores = token_scores[: kept + 1] if kept else [float(first[ids[0]])]
+        token_scores += new
+        cached = ids
+        scores[index] = sum(token_scores)
+    cache.crop(past - cache.get_seq_length())
     return scores

@@ -55,9 +55,11 @@ def test_the_score_is_the_whole_files_log_likelihood(toy_base):
     lm = Qwen2ForCausalLM.from_pretrained(str(toy_base)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(toy_base))
     prefix, middle, suffix = toy_texts(random.Random(3))
-    got = _scores(lm, tokenizer, prefix, [middle, ""], suffix)
+    # Candidates that share token prefixes (the scorer forwards only what follows a shared prefix) and repeat.
+    texts = [middle, "", middle.split(" ")[0], f"{middle} alpha", middle, f"{middle} alpha bravo"]
+    got = _scores(lm, tokenizer, prefix, texts, suffix)
 
-    for text, score in zip((middle, ""), got, strict=True):
+    for text, score in zip(texts, got, strict=True):
         start = len(_encode(tokenizer, "value"))
         ids = _encode(tokenizer, "value") + _encode(tokenizer, prefix[len("value") :] + text + suffix)
         with torch.inference_mode():
