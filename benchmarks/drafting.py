@@ -1,11 +1,13 @@
 """blockfill-coder against its own base, side by side on the same holes in one process: what drafting buys.
 
     python -m benchmarks.drafting [--model blockfill-coder] [--suite single] [--every 5] [--limit 40]
+                                  [--arms base,verified,unverified,lookup]
 
 One loaded model serves every arm (the adapter is off where the block size is 0), the arms take turns hole by
 hole so a busy machine slows them alike, and every hole is executed for real (HumanEval) or matched (SantaCoder).
 Arms: the base left to right (block 0, the quality floor and the anchor), drafting with verification (the
-default: the base's middle, faster), and drafting without verification (drafts kept on confidence alone).
+default: the base's middle, faster), drafting without verification (drafts kept on confidence alone), and the
+base with lookup drafts copied from the prompt (`lookup_tokens`, no adapter, verified: the base's middle).
 """
 
 import argparse
@@ -18,10 +20,11 @@ from engine.config import parse_assignments, with_overrides
 from engine.infill import Engine, InfillRequest
 from engine.models.loading import load_model
 
-ARMS = {
-    "base, left to right": {"block_size": 0},
-    "drafting, verified": {"block_size": -1},
-    "drafting, unverified": {"block_size": -1, "verify_drafts": False},
+ARMS = {  # --arms key: (name, settings)
+    "base": ("base, left to right", {"block_size": 0}),
+    "verified": ("drafting, verified", {"block_size": -1}),
+    "unverified": ("drafting, unverified", {"block_size": -1, "verify_drafts": False}),
+    "lookup": ("base, lookup drafts", {"block_size": 0, "lookup_tokens": 8}),
 }
 
 
@@ -32,13 +35,15 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every arm")
+    parser.add_argument("--arms", default="base,verified,unverified", help=f"of {', '.join(ARMS)}; base first")
     args = parser.parse_args()
 
     shared = with_overrides({"model": args.model, **parse_assignments(args.set)})
-    loaded = load_model(shared.model, shared.device)
-    engines = {name: Engine(with_overrides(arm, shared), loaded) for name, arm in ARMS.items()}
+    loaded = load_model(shared.model, shared.device, quantize=shared.quantize)
+    arms = [ARMS[key] for key in args.arms.split(",")]
+    engines = {name: Engine(with_overrides(arm, shared), loaded) for name, arm in arms}
     tasks = load_tasks(args.suite, DATA, args.limit, args.every)
-    rows: dict[str, list[tuple[bool, float, int, int, str]]] = {name: [] for name in ARMS}
+    rows: dict[str, list[tuple[bool, float, int, int, str]]] = {name: [] for name in engines}
     for task in tasks:
         language = task.get("language", "python")
         request = InfillRequest(task["prompt"], task["suffix"], language, force=True)
@@ -51,7 +56,7 @@ def main() -> None:
             else:
                 ok = passes(humaneval_program(task, completion.text))
             rows[name].append((ok, seconds, completion.tokens, completion.steps, completion.raw_text))
-    base = rows["base, left to right"]
+    base = rows[arms[0][0]]
     base_seconds = statistics.median(r[1] for r in base)
     print(f"{args.suite}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {loaded.device}:")
     for name, results in rows.items():
@@ -60,8 +65,8 @@ def main() -> None:
         print(
             f"  {name:22} score {100 * sum(r[0] for r in results) / len(results):5.1f} %; "
             f"tokens a step {sum(r[2] for r in results) / sum(r[3] for r in results):.2f}; "
-            f"median {1000 * median:.0f} ms a hole ({base_seconds / median:.2f}x the base); "
-            f"same middle as the base {same}/{len(results)}"
+            f"median {1000 * median:.0f} ms a hole ({base_seconds / median:.2f}x the first arm's); "
+            f"same middle as the first arm {same}/{len(results)}"
         )
 
 

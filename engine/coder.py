@@ -15,6 +15,10 @@ anyway) and discards it and what follows at the first mismatch: the middle is th
 greedy middle, whatever the adapter does, and a trained adapter buys only speed (tokens per step). With
 `block_size=0` this is plain greedy decoding with a KV cache: the causal family runs the same loop.
 
+Without an adapter a step can still settle several tokens: `lookup_tokens` drafts copied from a reference (the
+prompt, or a middle decoded before) after the place where the middle's last `LOOKUP_NGRAM` tokens occur in it
+(prompt-lookup decoding), verified the same way, so the middle stays the base's greedy one.
+
 One row at a time: the forwards of a 0.5B model on a CPU are bound by reading its weights, so a block of masked
 positions costs little more than one token, while rows that accept different numbers of tokens would need
 ragged caches.
@@ -37,6 +41,7 @@ class DraftSettings:
     block_size: int = 8  # masked positions drafted per step; 0: one token a step (the base, left to right)
     draft_threshold: float = 0.6  # a draft is kept while its probability is at least this
     verify: bool = True  # keep a draft only once the base predicts the same token at its position
+    lookup_tokens: int = 0  # without masks: tokens copied a step from the reference after the middle's last n-gram
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class DraftResult:
     tokens: list[int]  # the middle, up to and including its end token when it wrote one
     steps: int  # forwards after the prefill
     confidence: float  # mean base probability of the kept tokens
-    written: int  # tokens decoded, the end token and any tokens past the mode's end included (tokens per step)
+    written: int  # tokens decoded up to the middle's end and one more (its end token or the token that ended it)
 
 
 class Drafter:
@@ -108,17 +113,29 @@ def draft_middle(
     max_tokens: int,
     ends_at: Callable[[list[int]], int | None],
     should_stop: Callable[[], bool] | None = None,
+    reference: list[int] = (),
+    lead: list[int] = (),
 ) -> DraftResult:
     """Decode the middle after a prefilled prompt (`next_logits` [V]: the base's prediction after it).
 
     `ends_at(tokens)` says where the middle is over (an end token, the end of the mode's line or block) as the
     number of tokens to keep, or None. Raises Cancelled when `should_stop()` turns true between two steps.
+    `reference`: the tokens lookup drafts are copied from (`settings.lookup_tokens`); `lead`: the prompt's last
+    tokens, matched in it before the middle's own (so a middle decoded before can be copied from its start).
     """
     kept: list[int] = []
     probabilities: list[float] = []
+
+    def copied(pending: list[int]) -> list[int]:  # lookup drafts after the base's next token
+        if not settings.lookup_tokens or settings.block_size:
+            return []
+        limit = min(settings.lookup_tokens, max_tokens - len(kept) - 1)
+        return lookup_drafts(reference, [*lead[-LOOKUP_NGRAM:], *kept, *pending], limit)
+
     first = next_logits.float().softmax(-1)
     pending = [int(first.argmax())]  # pending[0] is always the base's own choice
-    pending_probability = [float(first.max())]
+    pending += copied(pending)
+    pending_probability = [float(first.max())] + [1.0] * (len(pending) - 1)  # a draft's: replaced once verified
     steps = 0
     while True:
         if should_stop is not None and should_stop():
@@ -142,7 +159,8 @@ def draft_middle(
         if (end := ends_at(kept)) is not None or len(kept) >= max_tokens:
             return _result(kept, end, max_tokens, steps, probabilities)
         pending = [int(base_choice[keep - 1])]
-        pending_probability = [float(base_probability[keep - 1])]
+        pending += copied(pending)
+        pending_probability = [float(base_probability[keep - 1])] + [1.0] * (len(pending) - 1)
         if keep == len(pending_logits) and settings.block_size:
             drafts = draft_logits.float().softmax(-1).max(-1)  # the drafts follow the base's next token
             for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
@@ -152,10 +170,26 @@ def draft_middle(
                 pending_probability.append(probability)
 
 
+LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied
+
+
+def lookup_drafts(reference: list[int], written: list[int], limit: int) -> list[int]:
+    """Up to `limit` tokens that follow the last occurrence in `reference` of `written`'s last LOOKUP_NGRAM tokens
+    (the middle so far, the base's next token included); none where they do not occur."""
+    if limit <= 0 or len(written) < LOOKUP_NGRAM:
+        return []
+    tail = written[-LOOKUP_NGRAM:]
+    for start in range(len(reference) - LOOKUP_NGRAM - 1, -1, -1):
+        if reference[start : start + LOOKUP_NGRAM] == tail:
+            return list(reference[start + LOOKUP_NGRAM : start + LOOKUP_NGRAM + limit])
+    return []
+
+
 def _result(kept: list[int], end: int | None, max_tokens: int, steps: int, probabilities: list[float]) -> DraftResult:
     tokens = kept[: end if end is not None else max_tokens]
     confidence = sum(probabilities[: len(tokens)]) / max(1, len(probabilities[: len(tokens)]))
-    return DraftResult(tokens=tokens, steps=steps, confidence=confidence, written=len(kept))
+    # Drafts verified past the end are not counted as written: tokens a step measures what the middle needed.
+    return DraftResult(tokens=tokens, steps=steps, confidence=confidence, written=min(len(kept), len(tokens) + 1))
 
 
 def end_rule(

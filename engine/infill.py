@@ -16,7 +16,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from tree_sitter import Tree
 
-from engine.coder import Drafter, DraftResult, DraftSettings, draft_middle, end_rule
+from engine.coder import LOOKUP_NGRAM, Drafter, DraftResult, DraftSettings, draft_middle, end_rule
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import SAMPLERS, DenoiseSettings, denoise
@@ -162,6 +162,7 @@ class Engine:
             block_size=(adapter.config.block_size if config.block_size < 0 else config.block_size) if adapter else 0,
             draft_threshold=config.draft_threshold,
             verify=config.verify_drafts,
+            lookup_tokens=config.lookup_tokens,
         )
         self._line_tokens = functools.lru_cache(maxsize=1 << 16)(self.count_tokens)
         self._prompt_cache: _PromptCache | None = None
@@ -299,7 +300,8 @@ class Engine:
         """
         loaded = self.loaded
         began = time.perf_counter()
-        next_logits, fim, reused = self._prefill(self._prompt(context, canvas), self._prompt_cache if single else None)
+        prompt = self._prompt(context, canvas)
+        next_logits, fim, reused = self._prefill(prompt, self._prompt_cache if single else None)
         if single:
             self._prompt_cache = fim  # decoding appends to its cache; the next prefill crops it
         ends_at = end_rule(
@@ -313,19 +315,26 @@ class Engine:
             ends_at=ends_at,
             should_stop=should_stop,
         )
-        results = [middle(fim.cache, next_logits)]
-        drafts = self._reranked(context, results, reused, single, middle) if self.config.rerank else []
+        results = [middle(fim.cache, next_logits, reference=prompt.input_ids)]
+        drafts = self._reranked(context, prompt, results, reused, single, middle) if self.config.rerank else []
         seconds = time.perf_counter() - began
         if not drafts:  # no reranking, or nothing survives post-processing: the FIM middle stands for the hole
             return [dataclasses.replace(self._causal_draft(results[0], reused), seconds=seconds)]
         return [dataclasses.replace(d, seconds=seconds / len(drafts)) for d in drafts]
 
     def _reranked(
-        self, context: InfillContext, results: list[DraftResult], reused: int, single: bool, middle: Callable
+        self,
+        context: InfillContext,
+        prompt: Prompt,
+        results: list[DraftResult],
+        reused: int,
+        single: bool,
+        middle: Callable,
     ) -> list["_Draft"]:
         """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
         both as a draft scored by engine.rerank; none where no line precedes the cursor's (nothing to read the file
-        from) or no cut survives post-processing.
+        from) or no cut survives post-processing. Lookup drafts for the plain continuation come from the FIM
+        middle (the two often start alike) and then the FIM prompt.
 
         Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
         start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
@@ -340,10 +349,9 @@ class Engine:
         if single:
             self._plain_cache = file_head
         plain_cache, plain = file_head.cache, head + self._encode(line_before)
-        results = [
-            *results,
-            middle(plain_cache, self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next),
-        ]
+        plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next
+        reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
+        results = [*results, middle(plain_cache, plain_next, reference=reference, lead=plain)]
         plain_cache.crop(len(head) - plain_cache.get_seq_length())
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
         for result in results:

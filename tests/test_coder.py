@@ -15,7 +15,7 @@ import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from engine.coder import Drafter, DraftSettings, draft_attention, draft_middle, end_rule
+from engine.coder import Drafter, DraftSettings, draft_attention, draft_middle, end_rule, lookup_drafts
 from engine.config import EngineConfig
 from engine.errors import Cancelled, ConfigError, ModelLoadError
 from engine.infill import Engine, InfillRequest
@@ -68,6 +68,18 @@ def test_the_base_fills_the_middle_from_the_suffix(toy_base):
     assert sum(g == m for g, m in zip(got, middles, strict=True)) >= 10, list(zip(middles, got, strict=True))
 
 
+def test_dynamic_int8_keeps_the_base_filling_the_middle_and_swaps_its_linear_layers(toy_base):
+    engine = _engine(str(toy_base), quantize="int8-dynamic")
+    modules = dict(engine.loaded.model.named_modules())
+    assert isinstance(modules["model.layers.0.self_attn.q_proj"], torch.ao.nn.quantized.dynamic.Linear)
+    assert type(modules["model.layers.0.mlp.down_proj"]) is torch.nn.Linear  # kept fp32 (engine.models.quantize)
+    requests, middles = _requests(12)
+    got = [c.raw_text.strip() for c in engine.complete(requests)]
+    assert sum(g == m for g, m in zip(got, middles, strict=True)) >= 10, list(zip(middles, got, strict=True))
+    with pytest.raises(ModelLoadError, match="DiffusionGemma"):
+        load_model(str(toy_base), device="cpu", quantize="int4")
+
+
 def test_an_untrained_base_fails_the_same_check(toy_base, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(str(toy_base))
     tokenizer.save_pretrained(str(tmp_path))
@@ -105,6 +117,41 @@ def test_any_adapter_keeps_the_base_middle_when_verifying(toy_base, tmp_path):
     base = [c.raw_text for c in _engine(str(toy_base)).complete(requests)]
     eager = _engine(str(tmp_path), block_size=-1, draft_threshold=0.0).complete(requests)
     assert [c.raw_text for c in eager] == base
+
+
+def test_lookup_drafts_copy_what_followed_the_last_occurrence_of_the_last_three_tokens():
+    reference = [1, 2, 3, 4, 5, 9, 1, 2, 3, 6, 7, 8]
+    assert lookup_drafts(reference, [0, 1, 2, 3], limit=2) == [6, 7]  # the later occurrence
+    assert lookup_drafts(reference, [5, 9, 1], limit=8) == [2, 3, 6, 7, 8]  # up to the reference's end
+    assert lookup_drafts(reference, [2, 3, 5], limit=8) == []  # the n-gram is not there
+    assert lookup_drafts(reference, [2, 3], limit=8) == []  # too short to match
+    assert lookup_drafts(reference, [1, 2, 3], limit=0) == []
+
+
+def test_lookup_drafts_keep_the_greedy_middle_and_settle_several_tokens_a_step(toy_base):
+    """Copied drafts are verified like the adapter's: the same middles as one token a step, in fewer forwards
+    where the reference holds the middle (a reference of the middle itself: every draft is right)."""
+    requests, _ = _requests(12, seed=4)
+    base = _engine(str(toy_base)).complete(requests)
+    copied = _engine(str(toy_base), lookup_tokens=8).complete(requests)
+    assert [c.raw_text for c in copied] == [c.raw_text for c in base]
+
+    loaded = load_model(str(toy_base), device="cpu")
+    drafter, settings = Drafter(loaded.model, None), DraftSettings(block_size=0, lookup_tokens=8)
+    encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prefix, suffix = "value = ", "\nbravo bravo bravo = value\n"
+    prompt = build_prompt(encode(prefix), encode(suffix), 12, "fim_text", loaded.special).input_ids
+
+    def decode(reference: list[int]):
+        cache = DynamicCache(config=loaded.model.config)
+        logits = drafter.prefill(prompt, cache)
+        return draft_middle(drafter, cache, logits, settings, 12, lambda t: None, reference=reference, lead=prompt)
+
+    alone = decode([])
+    assert alone.steps == len(alone.tokens) - 1  # one token a forward, the last needing none
+    assert len(alone.tokens) >= 6  # so that two forwards are a real saving
+    again = decode([*prompt[-3:], *alone.tokens])
+    assert again.tokens == alone.tokens and again.steps <= 2, (again.steps, len(alone.tokens))
 
 
 def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():

@@ -74,7 +74,7 @@ def test_encoder_and_decoder_share_one_quantized_copy():
 
 
 def test_unknown_kind_is_a_config_error():
-    with pytest.raises(ConfigError, match="quantize must be one of none, int8, int4"):
+    with pytest.raises(ConfigError, match="quantize must be one of none, int8, int4, int8-dynamic"):
         quantize_model(_small_model(), "int3")
 
 

@@ -37,7 +37,7 @@ from engine.models.layouts import (
     qwen_config,
     read_config,
 )
-from engine.models.quantize import check_kind, quantize_model
+from engine.models.quantize import DYNAMIC_INT8, check_kind, quantize_causal, quantize_model
 from engine.prompt import SpecialTokens
 
 EMBEDDED_DIR = Path(__file__).parent / "blockfill-tiny"
@@ -173,16 +173,23 @@ def load_model(
     """Load `spec` in fp32 on CPU (bf16 is ~25x slower there) or bf16 on CUDA, in eval mode.
 
     `quantize` ("int8", "int4"): a DiffusionGemma's weights quantized (engine.models.quantize) before they move
-    to the device, so the device holds only the quantized copy.
+    to the device, so the device holds only the quantized copy; "int8-dynamic": a causal LM's (and
+    blockfill-coder's) on the CPU.
     """
     check_kind(quantize)
     entry = lookup(spec)
     local = _catalog_source(entry) if entry is not None else Path(os.path.expanduser(spec))
+    name = spec if entry is None else entry.name
+    if quantize == DYNAMIC_INT8:
+        loaded = load_model(spec, device, allow_download)
+        if loaded.family not in ("causal", "coder") or loaded.device.type != "cpu":
+            raise ModelLoadError(f"quantize={quantize} applies to causal models on the CPU, not to {spec}")
+        quantize_causal(loaded.model)
+        return loaded
     if (local / ADAPTER_CONFIG).is_file():
         if quantize != "none":
             raise ModelLoadError(f"quantize={quantize} applies to DiffusionGemma checkpoints, not to {spec}")
-        return _load_coder(spec if entry is None else entry.name, local, device)
-    name = spec if entry is None else entry.name
+        return _load_coder(name, local, device)
     return _load_checkpoint(name, local, entry is not None, device, allow_download, quantize)
 
 
