@@ -151,3 +151,25 @@ def test_check_syntax_keeps_the_first_lines_that_add_no_error() -> None:
     assert broken_first.syntax_errors_added >= 1  # nothing to keep: the first line is already broken
     counted_only = _apply(check_syntax(cut_back=False), "python\ndef f(x):\n    ├y = x + 1\n    return (y +┤\n")
     assert counted_only.text == "y = x + 1\n    return (y +" and counted_only.syntax_errors_added >= 1
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "comment"),
+    [
+        ("java\nclass A {\n  void f() {\n    if (x) {║\n    }\n  }\n}\n", "\n      y = 1;", " // close the loop"),
+        ("javascript\nfunction f(x) {\n  ║\n}\n", "return x;", "/* the answer */\n  // twice"),
+        ("python\ndef f(x):\n    ║\n", "return x", "# return it\n    # really"),
+    ],
+)
+def test_code_ranks_before_a_likelier_middle_that_only_comments(source: str, code: str, comment: str) -> None:
+    """A trailing comment reads as likely as anything to a language model; where the cursor is in code, a
+    completion that writes code is shown first."""
+    _, ctx = marked_context(source)
+    ranked = postprocess([Candidate(comment, 0.9), Candidate(code, 0.1)], ctx)
+    assert [c.text.strip() for c in ranked] == [code.strip(), comment.strip()]
+
+
+def test_a_comment_the_user_is_writing_is_ranked_by_score_alone() -> None:
+    _, ctx = marked_context("python\ndef f(x):\n    # count the ║\n    return x + 1\n")
+    ranked = postprocess([Candidate("# signs", 0.9), Candidate("x", 0.1)], ctx)
+    assert [c.text for c in ranked] == ["# signs", "x"]

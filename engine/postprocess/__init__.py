@@ -3,7 +3,7 @@
 from engine.context import InfillContext
 from engine.postprocess.balance_brackets import balance_brackets
 from engine.postprocess.base import Candidate, Filter, PostprocessOptions
-from engine.postprocess.brackets import imbalance
+from engine.postprocess.brackets import adds_only_comments, imbalance
 from engine.postprocess.check_syntax import check_syntax
 from engine.postprocess.drop_blank import drop_blank
 from engine.postprocess.drop_repetitive import drop_repetitive
@@ -20,7 +20,8 @@ def postprocess(
     ctx: InfillContext,
     options: PostprocessOptions = PostprocessOptions(),  # noqa: B008 (frozen)
 ) -> list[Candidate]:
-    """Filter each candidate, then rank: adds no syntax error, then joins the suffix cleanly, then score."""
+    """Filter each candidate, then rank: adds no syntax error, then joins the suffix cleanly, then writes code (not
+    only comments), then score."""
     filters: list[Filter] = [
         drop_blank,
         drop_repetitive,
@@ -42,7 +43,14 @@ def postprocess(
             if not (options.drop_syntax_errors and (candidate.syntax_errors_added or 0) > 0):
                 survivors.append(candidate)
     baseline = imbalance(ctx, "")
-    survivors.sort(key=lambda c: ((c.syntax_errors_added or 0) > 0, imbalance(ctx, c.text) > baseline, -c.score))
+    survivors.sort(
+        key=lambda c: (
+            (c.syntax_errors_added or 0) > 0,
+            imbalance(ctx, c.text) > baseline,
+            adds_only_comments(ctx, c.text),
+            -c.score,
+        )
+    )
     unique: dict[str, Candidate] = {}
     for candidate in survivors:
         unique.setdefault(candidate.text, candidate)

@@ -44,7 +44,7 @@ class Scan:
 def scan(text: str, language: str | None, state: Scan = Scan()) -> Scan:  # noqa: B008 (frozen)
     """Continue `state` over `text`."""
     grammar = grammar_name(language)
-    line_comment = "#" if grammar == "python" else "//" if grammar else None
+    line_comment = _line_comment(grammar)
     quotes = _QUOTES.get(grammar or "", ('"', "'"))
     stack, quote, comment = list(state.stack), state.quote, state.comment
     orphans, unterminated, mismatch, orphan = state.orphans, state.unterminated, None, None
@@ -81,6 +81,10 @@ def scan(text: str, language: str | None, state: Scan = Scan()) -> Scan:  # noqa
     return Scan(tuple(stack), quote, comment, orphans, unterminated, mismatch, orphan)
 
 
+def _line_comment(grammar: str | None) -> str | None:
+    return "#" if grammar == "python" else "//" if grammar else None
+
+
 @lru_cache(maxsize=16)
 def prefix_scan(prefix: str, language: str | None) -> Scan:
     """The state at the cursor, scanned once per prefix however many candidates and filters ask."""
@@ -93,3 +97,24 @@ def imbalance(ctx: InfillContext, middle: str) -> int:
     end = scan(ctx.suffix, ctx.language, after_middle)
     wrong = (after_middle.mismatch is not None) + (end.mismatch is not None)
     return end.orphans + end.unterminated + wrong + len(end.stack) + (end.quote is not None)
+
+
+def adds_only_comments(ctx: InfillContext, middle: str) -> bool:
+    """Every non-blank line `middle` writes is a comment, where the cursor was in code: such a middle is likely to
+    any language model (a trailing `// ...` after the cursor's code reads as well as anything), so ranking by
+    likelihood alone would show it ahead of code (a fifth of SantaCoder's shown middles, benchmarks/RESULTS.md).
+    False inside a comment or string at the cursor: there the user is writing one."""
+    state = prefix_scan(ctx.prefix, ctx.language)
+    if state.comment or state.quote:
+        return False
+    line_comment = _line_comment(grammar_name(ctx.language))
+    starts = ("/*", line_comment) if line_comment == "//" else (line_comment,) if line_comment else ()
+    written = False
+    for line in middle.split("\n"):
+        code = line.strip()
+        if code:
+            if not (state.comment == "block" or code.startswith(starts)):
+                return False
+            written = True
+        state = scan(line + "\n", ctx.language, state)
+    return written
