@@ -5,12 +5,16 @@
 Drafting pays only when a forward that settles several tokens costs little more than one: this measures that
 ratio on this machine, side by side for fp32, torch's weight-only int8 kernel (`_weight_int8pack_mm`, per-channel
 scales on every `nn.Linear`) and torch's dynamic int8 (`quantize_dynamic`: per-channel int8 weights, activations
-quantized per forward, fbgemm's int8 matrix products), one after the other in one process. Speed is worth having
-only at equal quality, so each int8 arm also reports how often its greedy next token equals fp32's over a real
-source file read left to right (the engine's own `engine/infill.py`, 400 tokens).
+quantized per forward, fbgemm's int8 matrix products) on every Linear and as the engine's `quantize=int8-dynamic`
+does it (engine.models.quantize.quantize_causal: down_proj and lm_head kept fp32), one after the other in one
+process. Speed is worth having only at equal quality, so each int8 arm also reports how often its greedy next
+token equals fp32's over a real source file (the engine's own `engine/infill.py`): read in one forward of 400
+tokens (one activation scale for all of them, as a prefill or a reranking forward reads), and token by token over
+a KV cache for 200 tokens (as decoding reads).
 """
 
 import argparse
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache
 
 from engine.models.loading import load_model
+from engine.models.quantize import quantize_causal
 
 PROMPT_TOKENS = 200
 
@@ -62,9 +67,29 @@ def dynamic_int8(lm: nn.Module) -> nn.Module:
 
 
 @torch.inference_mode()
-def next_token_agreement(lm: nn.Module, reference: torch.Tensor, ids: torch.Tensor) -> float:
-    """Share of positions where `lm`'s greedy next token equals the reference's ([T] argmax ids)."""
-    return float((lm(input_ids=ids).logits[0].argmax(-1) == reference).float().mean())
+def greedy_tokens(lm: nn.Module, ids: torch.Tensor, stepwise_from: int | None = None) -> torch.Tensor:
+    """`lm`'s greedy next token at each position of `ids` [1, T]: from one forward, or from `stepwise_from` on one
+    token a forward over a KV cache of what comes before ([T - stepwise_from] then)."""
+    if stepwise_from is None:
+        return lm(input_ids=ids).logits[0].argmax(-1)
+    cache = DynamicCache(config=lm.config)
+    lm(input_ids=ids[:, :stepwise_from], past_key_values=cache)
+    return torch.stack(
+        [
+            lm(input_ids=ids[:, t : t + 1], past_key_values=cache).logits[0, -1].argmax()
+            for t in range(stepwise_from, ids.shape[1])
+        ]
+    )
+
+
+def agreement(lm: nn.Module, ids: torch.Tensor, references: dict) -> tuple[float, float]:
+    """Shares of greedy next tokens equal to fp32's: in one forward, and token by token (see the docstring)."""
+    whole = float((greedy_tokens(lm, ids) == references["whole"]).float().mean())
+    stepwise = float((greedy_tokens(lm, ids[:, :STEPWISE_END], STEPWISE_FROM) == references["stepwise"]).float().mean())
+    return whole, stepwise
+
+
+STEPWISE_FROM, STEPWISE_END = 200, 400  # token-by-token agreement over these positions
 
 
 def main() -> None:
@@ -79,29 +104,30 @@ def main() -> None:
     lm = loaded.model
     text = (Path(__file__).resolve().parents[1] / "engine" / "infill.py").read_text()
     ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"][:400]])
-    with torch.inference_mode():
-        reference = lm(input_ids=ids).logits[0].argmax(-1)  # [T]
-    fp32 = {n: median_ms(lm, n) for n in counts}
-    dynamic = dynamic_int8(lm)
-    dynamic_ms = {n: median_ms(dynamic, n) for n in counts}
-    dynamic_agreement = next_token_agreement(dynamic, reference, ids)
-    del dynamic
+    references = {"whole": greedy_tokens(lm, ids), "stepwise": greedy_tokens(lm, ids[:, :STEPWISE_END], STEPWISE_FROM)}
+    arms = {"fp32": {n: median_ms(lm, n) for n in counts}}
+    agreements = {}
+    for name, make in (("dynamic int8, every Linear", dynamic_int8), ("int8-dynamic (the engine's)", None)):
+        quantized = make(lm) if make else quantize_causal(copy.deepcopy(lm))
+        arms[name] = {n: median_ms(quantized, n) for n in counts}
+        agreements[name] = agreement(quantized, ids, references)
+        del quantized
     for module in list(lm.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(module, name, WeightOnlyInt8(child))
-    int8 = {n: median_ms(lm, n) for n in counts}
-    int8_agreement = next_token_agreement(lm, reference, ids)
-    print(f"{args.model}, {args.threads} thread(s), a forward over a {PROMPT_TOKENS}-token cache (median ms):")
-    for n in counts:
+    arms["weight-only int8"] = {n: median_ms(lm, n) for n in counts}
+    agreements["weight-only int8"] = agreement(lm, ids, references)
+    fp32 = arms["fp32"]
+    print(f"{args.model}, {args.threads} thread(s), a forward of N new tokens over a {PROMPT_TOKENS}-token cache:")
+    for name, times in arms.items():
+        cells = ", ".join(f"{n} new {times[n]:.0f} ms ({fp32[n] / times[n]:.2f}x fp32's speed)" for n in counts)
+        print(f"  {name}: {cells}")
+    for name, (whole, stepwise) in agreements.items():
         print(
-            f"  {n} new: fp32 {fp32[n]:.0f} ({fp32[n] / fp32[counts[0]]:.2f}x), weight-only int8 {int8[n]:.0f}, "
-            f"dynamic int8 {dynamic_ms[n]:.0f} ({fp32[n] / dynamic_ms[n]:.2f}x faster than fp32)"
+            f"  {name}: greedy next token equal to fp32's {100 * whole:.1f} % in one forward of {ids.shape[1]} "
+            f"tokens, {100 * stepwise:.1f} % token by token over {STEPWISE_END - STEPWISE_FROM}"
         )
-    print(
-        f"  greedy next token equal to fp32's over {ids.shape[1]} tokens of engine/infill.py: weight-only int8 "
-        f"{100 * int8_agreement:.1f} %, dynamic int8 {100 * dynamic_agreement:.1f} %"
-    )
 
 
 if __name__ == "__main__":
