@@ -9,6 +9,7 @@ from engine.postprocess.check_syntax import check_syntax
 from engine.postprocess.drop_blank import drop_blank
 from engine.postprocess.drop_repetitive import drop_repetitive
 from engine.postprocess.drop_suffix_duplicate import drop_suffix_duplicate
+from engine.postprocess.drop_trailing_comment import drop_trailing_comment
 from engine.postprocess.end_with_line_break import end_with_line_break
 from engine.postprocess.limit_scope import limit_scope
 from engine.postprocess.normalize_indentation import normalize_indentation
@@ -34,6 +35,14 @@ CASES = [
         "c\nint f() {\n  ├if (x) {\n    if (y) {\n    }\n  }┤\n}\n",
         "if (x) {\n    if (y) {\n    }\n  }",
     ),
+    # drop_trailing_comment: a comment after the code on the cursor's line goes, a new comment line stays
+    (drop_trailing_comment, "java\nif (x) {├ // close it┤\n}\n", ""),
+    (drop_trailing_comment, "python\nx = 1├  # one\ny = 2┤\n", "  # one\ny = 2"),
+    (drop_trailing_comment, "python\nx = 1├  # one┤\n", ""),
+    (drop_trailing_comment, "python\nx = ├1  # one┤\n", "1  # one"),
+    (drop_trailing_comment, "python\ndef f():\n    ├# one\n    return 1┤\n", "# one\n    return 1"),
+    (drop_trailing_comment, "python\ndef f():\n    ├# one┤\n", "# one"),
+    (drop_trailing_comment, "python\nx = 1  # the ├answer┤\n", "answer"),
     # limit_scope
     (limit_scope, "python\nx = ├1\ny = 2┤\n", "1"),
     (
@@ -156,7 +165,7 @@ def test_check_syntax_keeps_the_first_lines_that_add_no_error() -> None:
 @pytest.mark.parametrize(
     ("source", "code", "comment"),
     [
-        ("java\nclass A {\n  void f() {\n    if (x) {║\n    }\n  }\n}\n", "\n      y = 1;", " // close the loop"),
+        ("java\nclass A {\n  void f() {\n    ║\n  }\n}\n", "y = 1;", "// set y\n    /* to one */"),
         ("javascript\nfunction f(x) {\n  ║\n}\n", "return x;", "/* the answer */\n  // twice"),
         ("python\ndef f(x):\n    ║\n", "return x", "# return it\n    # really"),
     ],

@@ -8,6 +8,7 @@ from engine.postprocess.check_syntax import check_syntax
 from engine.postprocess.drop_blank import drop_blank
 from engine.postprocess.drop_repetitive import drop_repetitive
 from engine.postprocess.drop_suffix_duplicate import drop_suffix_duplicate
+from engine.postprocess.drop_trailing_comment import drop_trailing_comment
 from engine.postprocess.end_with_line_break import end_with_line_break
 from engine.postprocess.limit_scope import limit_scope
 from engine.postprocess.normalize_indentation import normalize_indentation
@@ -24,6 +25,7 @@ def postprocess(
     only comments), then score."""
     filters: list[Filter] = [
         drop_blank,
+        drop_trailing_comment,
         drop_repetitive,
         limit_scope,
         drop_suffix_duplicate,
