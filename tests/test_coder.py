@@ -47,7 +47,7 @@ def _engine(model: str, **settings) -> Engine:
 
 
 def test_left_to_right_is_greedy_generate(toy_base):
-    engine = _engine(str(toy_base))
+    engine = _engine(str(toy_base), lookup_tokens=0)
     assert engine.loaded.family == "causal"
     prefix, suffix = "value = ", "\ngolf echo alpha = value\n"
     completion = engine.complete([InfillRequest(prefix, suffix, "python", canvas_tokens=12, force=True)])[0]
@@ -132,7 +132,7 @@ def test_lookup_drafts_keep_the_greedy_middle_and_settle_several_tokens_a_step(t
     """Copied drafts are verified like the adapter's: the same middles as one token a step, in fewer forwards
     where the reference holds the middle (a reference of the middle itself: every draft is right)."""
     requests, _ = _requests(12, seed=4)
-    base = _engine(str(toy_base)).complete(requests)
+    base = _engine(str(toy_base), lookup_tokens=0).complete(requests)
     copied = _engine(str(toy_base), lookup_tokens=8).complete(requests)
     assert [c.raw_text for c in copied] == [c.raw_text for c in base]
 

@@ -37,4 +37,4 @@ def test_the_base_fills_a_function_so_that_its_check_passes(engine, prefix, suff
     completion = engine.complete([InfillRequest(prefix, suffix, "python", force=True)])[0]
     program = prefix + completion.text + suffix
     exec(compile(program, "<hole>", "exec"), {})  # the function's own assert
-    assert completion.steps == completion.tokens < 24, completion  # one token a step, ended by its FIM end token
+    assert completion.steps <= completion.tokens < 24, completion  # at least a token a step, ended by an end rule
