@@ -19,7 +19,7 @@ class EngineConfig:
     device: str = "auto"  # "auto" (CUDA where present), "cpu", "cuda", "cuda:1", ...
     allow_download: bool = False  # let a hub id be fetched; off so nothing leaves the machine unasked
     # DiffusionGemma weights: "int4" (the 26B-A4B in 14.5 GB, a 24 GB card), "int8" or "none" (bf16 on a GPU, 50.5 GB).
-    # Causal models on the CPU: "int8-dynamic" (torch's dynamic int8, 1.65x faster a token; RESULTS.md).
+    # Causal models on the CPU: "int8-dynamic" (torch's dynamic int8, 1.7x faster a token; RESULTS.md).
     quantize: str = "none"
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request

@@ -173,11 +173,12 @@ def quantize_causal(model: nn.Module) -> nn.Module:
     """A causal LM's Linear layers, but for `_CAUSAL_KEEP`, swapped in place for torch's dynamic int8 ones.
 
     Why: on a CPU a 0.5B model in fp32 is bound by reading its 2 GB of weights each forward; int8 weights with
-    activations quantized per forward (fbgemm's int8 products) measured 1.65x faster a token. Each layer's
+    activations quantized per forward (fbgemm's int8 products) measured 1.7x faster a token. Each layer's
     `down_proj` (its input carries Qwen's largest activation outliers, which one activation scale a forward loses)
-    and the `lm_head` stay fp32: with them the greedy next token agrees with fp32's 95.5 % of the time, without
-    91.5 % (benchmarks/RESULTS.md). Weights are quantized per output channel. torch.ao's eager API is deprecated in
-    favour of torchao, but torch 2.13 (the pinned version) ships it and torchao has no faster CPU path for it.
+    and the `lm_head` stay fp32: with them the greedy next token agrees with fp32's 97.5 % of the time when
+    decoding, without 92.5 % (`benchmarks/forward_cost.py`, RESULTS.md). Weights are quantized per output
+    channel. torch.ao's eager API is deprecated in favour of torchao (not tried here); torch 2.13, the pinned
+    version, ships it.
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
