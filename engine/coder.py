@@ -24,7 +24,7 @@ positions costs little more than one token, while rows that accept different num
 ragged caches.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -113,8 +113,8 @@ def draft_middle(
     max_tokens: int,
     ends_at: Callable[[list[int]], int | None],
     should_stop: Callable[[], bool] | None = None,
-    reference: list[int] = (),
-    lead: list[int] = (),
+    reference: Sequence[int] = (),
+    lead: Sequence[int] = (),
 ) -> DraftResult:
     """Decode the middle after a prefilled prompt (`next_logits` [V]: the base's prediction after it).
 
@@ -173,7 +173,7 @@ def draft_middle(
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied
 
 
-def lookup_drafts(reference: list[int], written: list[int], limit: int) -> list[int]:
+def lookup_drafts(reference: Sequence[int], written: list[int], limit: int) -> list[int]:
     """Up to `limit` tokens that follow the last occurrence in `reference` of `written`'s last LOOKUP_NGRAM tokens
     (the middle so far, the base's next token included); none where they do not occur."""
     if limit <= 0 or len(written) < LOOKUP_NGRAM:
