@@ -21,7 +21,7 @@ from engine.infill import Engine, InfillRequest
 from engine.models.loading import load_model
 
 ARMS = {  # --arms key: (name, settings)
-    "base": ("base, left to right", {"block_size": 0}),
+    "base": ("base, left to right", {"block_size": 0, "lookup_tokens": 0}),
     "verified": ("drafting, verified", {"block_size": -1}),
     "unverified": ("drafting, unverified", {"block_size": -1, "verify_drafts": False}),
     "lookup": ("base, lookup drafts", {"block_size": 0, "lookup_tokens": 8}),

@@ -130,8 +130,10 @@ def main() -> None:
                     "task": task.get("task_id", task.get("name")),
                     "shown": completion.text,
                     "raw": completion.raw_text,
+                    "ok": oks[1],
+                    "ms": round(1000 * completion.seconds),
                 }
-                records.write(json.dumps({**record, "ok": oks[1], "ms": round(1000 * completion.seconds)}) + "\n")
+                records.write(json.dumps(record) + "\n")
                 records.flush()
     wall = time.perf_counter() - began
     by_language = defaultdict(list)

@@ -50,7 +50,7 @@ def file_log_likelihoods(
             (t for t, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b), min(len(cached), len(ids))
         )
         # The logits that score ids[shared] come from the token before it: re-read that one (or start afresh).
-        kept = max(0, min(shared, len(ids)) - 1)
+        kept = max(0, shared - 1)
         cache.crop(past + kept - cache.get_seq_length())
         tokens = torch.tensor([ids[kept:]], device=next_logits.device)  # [1, T - kept]
         positions = torch.arange(past + kept, past + len(ids), device=next_logits.device)[None]

@@ -181,9 +181,12 @@ def load_model(
     local = _catalog_source(entry) if entry is not None else Path(os.path.expanduser(spec))
     name = spec if entry is None else entry.name
     if quantize == DYNAMIC_INT8:
+        refusal = f"quantize={quantize} applies to causal models on the CPU, not to {spec}"
+        if resolve_device(device).type != "cpu":  # refused before the weights are read
+            raise ModelLoadError(f"{refusal} on {device}")
         loaded = load_model(spec, device, allow_download)
-        if loaded.family not in ("causal", "coder") or loaded.device.type != "cpu":
-            raise ModelLoadError(f"quantize={quantize} applies to causal models on the CPU, not to {spec}")
+        if loaded.family not in ("causal", "coder"):
+            raise ModelLoadError(refusal)
         quantize_causal(loaded.model)
         return loaded
     if (local / ADAPTER_CONFIG).is_file():
