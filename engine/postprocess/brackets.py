@@ -64,7 +64,7 @@ def scan(text: str, language: str | None, state: Scan = Scan()) -> Scan:  # noqa
                 unterminated, quote = unterminated + 1, None
         elif line_comment and text.startswith(line_comment, i):
             comment = "line"
-        elif grammar not in (None, "python") and text.startswith("/*", i):
+        elif _has_block_comments(grammar) and text.startswith("/*", i):
             comment, i = "block", i + 1
         elif ch in _QUOTE_CHARS and (opened := next((q for q in quotes if text.startswith(q, i)), None)):
             quote, i = opened, i + len(opened) - 1
@@ -83,6 +83,11 @@ def scan(text: str, language: str | None, state: Scan = Scan()) -> Scan:  # noqa
 
 def _line_comment(grammar: str | None) -> str | None:
     return "#" if grammar == "python" else "//" if grammar else None
+
+
+def _has_block_comments(grammar: str | None) -> bool:
+    """`/* ... */`: every grammar here but Python's."""
+    return grammar not in (None, "python")
 
 
 @lru_cache(maxsize=16)
@@ -107,8 +112,8 @@ def adds_only_comments(ctx: InfillContext, middle: str) -> bool:
     state = prefix_scan(ctx.prefix, ctx.language)
     if state.comment or state.quote:
         return False
-    line_comment = _line_comment(grammar_name(ctx.language))
-    starts = ("/*", line_comment) if line_comment == "//" else (line_comment,) if line_comment else ()
+    grammar = grammar_name(ctx.language)
+    starts = tuple(filter(None, (_line_comment(grammar), "/*" if _has_block_comments(grammar) else None)))
     written = False
     for line in middle.split("\n"):
         code = line.strip()
