@@ -24,7 +24,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache
 
 from engine.models.loading import load_model
-from engine.models.quantize import quantize_causal
+from engine.models.quantize import CAUSAL_KEEP_FP32, quantize_causal
 
 PROMPT_TOKENS = 200
 
@@ -57,13 +57,6 @@ def median_ms(lm: nn.Module, new_tokens: int, runs: int = 5) -> float:
         times.append(1000 * (time.perf_counter() - began))
         cache.crop(-new_tokens)
     return statistics.median(times)
-
-
-def dynamic_int8(lm: nn.Module) -> nn.Module:
-    """A copy of `lm` with torch's dynamic int8 on every `nn.Linear` (per-channel weight scales)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    return quantize_dynamic(lm, {nn.Linear: per_channel_dynamic_qconfig}, inplace=False)
 
 
 @torch.inference_mode()
@@ -107,8 +100,8 @@ def main() -> None:
     references = {"whole": greedy_tokens(lm, ids), "stepwise": greedy_tokens(lm, ids[:, :STEPWISE_END], STEPWISE_FROM)}
     arms = {"fp32": {n: median_ms(lm, n) for n in counts}}
     agreements = {}
-    for name, make in (("dynamic int8, every Linear", dynamic_int8), ("int8-dynamic (the engine's)", None)):
-        quantized = make(lm) if make else quantize_causal(copy.deepcopy(lm))
+    for name, keep in (("dynamic int8, every Linear", ()), ("int8-dynamic (the engine's)", CAUSAL_KEEP_FP32)):
+        quantized = quantize_causal(copy.deepcopy(lm), keep)
         arms[name] = {n: median_ms(quantized, n) for n in counts}
         agreements[name] = agreement(quantized, ids, references)
         del quantized
