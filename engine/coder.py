@@ -34,6 +34,7 @@ from transformers.cache_utils import DynamicCache
 
 from engine.errors import Cancelled
 from engine.models.gated_lora import DraftingAdapter
+from engine.postprocess.base import first_code_line, indent_width, scope_floor
 
 
 @dataclass(frozen=True)
@@ -173,15 +174,15 @@ def draft_middle(
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied
 
 
-def lookup_drafts(reference: Sequence[int], written: list[int], limit: int) -> list[int]:
-    """Up to `limit` tokens that follow the last occurrence in `reference` of `written`'s last LOOKUP_NGRAM tokens
-    (the middle so far, the base's next token included); none where they do not occur."""
-    if limit <= 0 or len(written) < LOOKUP_NGRAM:
+def lookup_drafts(reference: Sequence[int], written: list[int], limit: int, ngram: int = LOOKUP_NGRAM) -> list[int]:
+    """Up to `limit` tokens that follow the last occurrence in `reference` of `written`'s last `ngram` tokens (the
+    middle so far, the base's next token included); none where they do not occur."""
+    if limit <= 0 or len(written) < ngram:
         return []
-    tail = written[-LOOKUP_NGRAM:]
-    for start in range(len(reference) - LOOKUP_NGRAM - 1, -1, -1):
-        if reference[start : start + LOOKUP_NGRAM] == tail:
-            return list(reference[start + LOOKUP_NGRAM : start + LOOKUP_NGRAM + limit])
+    tail = written[-ngram:]
+    for start in range(len(reference) - ngram - 1, -1, -1):
+        if reference[start : start + ngram] == tail:
+            return list(reference[start + ngram : start + ngram + limit])
     return []
 
 
@@ -193,13 +194,23 @@ def _result(kept: list[int], end: int | None, max_tokens: int, steps: int, proba
 
 
 def end_rule(
-    piece: Callable[[int], str], stop_ids: frozenset[int], mode: str, line_before: str, suffix: str
+    piece: Callable[[int], str],
+    stop_ids: frozenset[int],
+    mode: str,
+    line_before: str,
+    suffix: str,
+    past_dedents: bool = False,
 ) -> Callable[[list[int]], int | None]:
     """Where a middle is over, as `draft_middle` asks: at an end token (dropped), after its first line in line
     mode, or in block mode once a complete line dedents below the block's first line or repeats the suffix's
     first line (a FIM model that runs on writes the code after the hole again; post-processing trims what it
-    repeated). `piece(token)` is the token's text; `line_before` is the cursor's line up to the cursor."""
-    suffix_line = next((line.rstrip() for line in suffix.split("\n") if line.strip()), None)
+    repeated). `piece(token)` is the token's text; `line_before` is the cursor's line up to the cursor.
+
+    `past_dedents`: a block ends only below the suffix's first line's indentation too, where that is lower and
+    indented (postprocess.base.scope_floor), so a hole that closes its own branch and goes on (`n //= i` /
+    `else:` / `i += 1` before the suffix's `return`) is written whole; for callers that cut the middle at every
+    line end and choose the cut (engine.rerank), as post-processing's limit_scope then allows."""
+    suffix_line = first_code_line(suffix)
 
     def ends_at(tokens: list[int]) -> int | None:
         text, block_indent, line_start = line_before, None, 0
@@ -213,9 +224,9 @@ def end_rule(
                     continue
                 if mode != "block" or line.rstrip() == suffix_line:
                     return index + 1
-                indent = len(line) - len(line.lstrip())
+                indent = indent_width(line)
                 if block_indent is None:
-                    block_indent = indent
+                    block_indent = scope_floor(indent, suffix, past_dedents)
                 elif indent < block_indent:
                     return index + 1
         return None

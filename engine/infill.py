@@ -155,7 +155,10 @@ class Engine:
         self.refine_settings = dataclasses.replace(
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
-        self.postprocess_options = PostprocessOptions(drop_syntax_errors=config.drop_syntax_errors)
+        self.postprocess_options = PostprocessOptions(
+            drop_syntax_errors=config.drop_syntax_errors,
+            past_dedents=self.loaded.family in ("causal", "coder") and config.rerank and config.rerank_past_dedents,
+        )
         adapter = self.loaded.adapter
         self.drafter = Drafter(self.loaded.model, adapter) if self.loaded.family in ("causal", "coder") else None
         self.draft_settings = DraftSettings(
@@ -305,7 +308,12 @@ class Engine:
         if single:
             self._prompt_cache = fim  # decoding appends to its cache; the next prefill crops it
         ends_at = end_rule(
-            self._token_text, loaded.special.stop_ids, context.mode, last_line(context.prefix), context.suffix
+            self._token_text,
+            loaded.special.stop_ids,
+            context.mode,
+            last_line(context.prefix),
+            context.suffix,
+            past_dedents=self.postprocess_options.past_dedents,
         )
         middle = functools.partial(
             draft_middle,

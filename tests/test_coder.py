@@ -126,6 +126,7 @@ def test_lookup_drafts_copy_what_followed_the_last_occurrence_of_the_last_three_
     assert lookup_drafts(reference, [2, 3, 5], limit=8) == []  # the n-gram is not there
     assert lookup_drafts(reference, [2, 3], limit=8) == []  # too short to match
     assert lookup_drafts(reference, [1, 2, 3], limit=0) == []
+    assert lookup_drafts(reference, [7, 9], limit=2, ngram=1) == [1, 2]  # another n-gram size (lookup_policy)
 
 
 def test_lookup_drafts_keep_the_greedy_middle_and_settle_several_tokens_a_step(toy_base):
@@ -176,11 +177,30 @@ def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
     ],
 )
 def test_end_rule(mode, line_before, pieces, expected):
+    assert _ends_at(pieces, mode, line_before, "stop = 1\nmore\n") == expected
+
+
+@pytest.mark.parametrize(
+    ("suffix", "past_dedents", "expected"),
+    [
+        ("    return x\n", False, 4),  # the branch's dedent ends the block
+        ("    return x\n", True, 8),  # down to the suffix's indentation: `else:` and its body are written
+        ("\n\ndef after():\n", True, 4),  # a top-level suffix is no floor
+        ("", True, 4),
+    ],
+)
+def test_end_rule_past_dedents(suffix, past_dedents, expected):
+    pieces = ["        n //= i", "\n", "    else:", "\n", "        i += 1", "\n", "x = 1", "\n"]
+    assert _ends_at(pieces, "block", "", suffix, past_dedents) == expected
+
+
+def _ends_at(pieces: list[str], mode: str, line_before: str, suffix: str, past_dedents: bool = False) -> int | None:
+    """end_rule over a toy vocabulary of the pieces themselves (`<end>` is the end token)."""
     vocabulary = {piece: index for index, piece in enumerate(dict.fromkeys(pieces))}
     text_of = {index: piece for piece, index in vocabulary.items()}
     stops = frozenset({vocabulary["<end>"]}) if "<end>" in vocabulary else frozenset()
-    ends_at = end_rule(text_of.__getitem__, stops, mode, line_before, "stop = 1\nmore\n")
-    assert ends_at([vocabulary[p] for p in pieces]) == expected
+    ends_at = end_rule(text_of.__getitem__, stops, mode, line_before, suffix, past_dedents)
+    return ends_at([vocabulary[p] for p in pieces])
 
 
 def test_drafting_stops_between_steps_when_asked(toy_base, toy_adapter):

@@ -22,6 +22,10 @@ def _apply(apply: Filter, source: str) -> Candidate:
     return apply(Candidate(marked.completion, 1.0), ctx)
 
 
+def limit_scope_past_dedents(candidate: Candidate, ctx) -> Candidate:
+    return limit_scope(candidate, ctx, past_dedents=True)
+
+
 CASES = [
     # drop_blank
     (drop_blank, "python\nx = ├  \n\t┤\n", ""),
@@ -56,6 +60,18 @@ CASES = [
         limit_scope,
         "go\npackage main\nfunc f() {\n\t├x := 1\n\tif x > 0 {\n\t\tx++\n\t}\n}\nfunc g() {}┤\n",
         "x := 1\n\tif x > 0 {\n\t\tx++\n\t}\n}",
+    ),
+    # limit_scope past dedents (causal models that rerank): down to the suffix's first line's indentation
+    (
+        limit_scope_past_dedents,
+        "python\ndef f(n):\n    while n:\n        if n % 2:\n            ├n //= 2\n        else:\n            n -= 1\n"
+        "    if n:\n        g()\nx = 1┤\n    return n\n",
+        "n //= 2\n        else:\n            n -= 1\n    if n:\n        g()",
+    ),
+    (
+        limit_scope_past_dedents,  # a top-level suffix is no floor
+        "python\ndef f(n):\n    if n:\n        ├n = 1\n    n = 2┤\n\ndef g():\n    pass\n",
+        "n = 1",
     ),
     # drop_suffix_duplicate
     (drop_suffix_duplicate, "python\nprint(├'hi')┤)\n", "'hi'"),

@@ -38,3 +38,19 @@ def test_the_base_fills_a_function_so_that_its_check_passes(engine, prefix, suff
     program = prefix + completion.text + suffix
     exec(compile(program, "<hole>", "exec"), {})  # the function's own assert
     assert completion.steps <= completion.tokens < 24, completion  # at least a token a step, ended by an end rule
+
+
+def test_the_base_writes_a_hole_that_closes_its_branch_and_goes_on(engine):
+    """A hole that dedents before the suffix's first line (`else:` after the `if` body it starts in): with
+    reranking the middle runs down to the suffix's indentation and the check passes; the end rule and
+    limit_scope of a plain block (rerank_past_dedents=false) stop at the first dedent, and it fails."""
+    prefix = "def sign_counts(values):\n    positive = negative = 0\n    for value in values:\n        if value > 0:\n"
+    suffix = "    return positive, negative\n\n\nassert sign_counts([1, -2, 3]) == (2, 1)\n"
+    request = InfillRequest(prefix, suffix, "python", force=True)
+    completion = engine.complete([request])[0]
+    exec(compile(prefix + completion.text + suffix, "<hole>", "exec"), {})
+    one_block = Engine(EngineConfig(model=BASE.name, device="cpu", rerank_past_dedents=False), engine.loaded)
+    cut = one_block.complete([request])[0]
+    assert cut.text.count("\n") < completion.text.count("\n"), (cut.text, completion.text)
+    with pytest.raises(AssertionError):
+        exec(compile(prefix + cut.text + suffix, "<hole>", "exec"), {})

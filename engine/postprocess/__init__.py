@@ -1,5 +1,7 @@
 """Postprocessing: the order of the filters, then ranking. Each filter is in its own file; see base.py."""
 
+import functools
+
 from engine.context import InfillContext
 from engine.postprocess.balance_brackets import balance_brackets
 from engine.postprocess.base import Candidate, Filter, PostprocessOptions
@@ -27,7 +29,7 @@ def postprocess(
         drop_blank,
         drop_trailing_comment,
         drop_repetitive,
-        limit_scope,
+        functools.partial(limit_scope, past_dedents=options.past_dedents),
         drop_suffix_duplicate,
         balance_brackets,
         normalize_indentation(options.tab_size, options.insert_spaces),

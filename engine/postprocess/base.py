@@ -27,6 +27,9 @@ class PostprocessOptions:
     tab_size: int | None = None  # editor's tab width; None: follow the file
     insert_spaces: bool | None = None  # editor's choice of spaces over tabs; None: follow the file
     drop_syntax_errors: bool = False  # drop candidates that add syntax errors instead of ranking them last
+    # A block's scope reaches down to the suffix's first line's indentation where that is indented (limit_scope):
+    # for causal models, whose cuts the reranker chooses (EngineConfig.rerank_past_dedents).
+    past_dedents: bool = False
 
 
 Filter = Callable[[Candidate, InfillContext], Candidate]
@@ -45,3 +48,17 @@ def last_line(text: str) -> str:
 def indent_width(line: str) -> int:
     """Columns of a line's leading whitespace (a tab counts 4): enough to compare nesting within one file."""
     return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4))
+
+
+def first_code_line(text: str) -> str | None:
+    """The first non-blank line of `text`, trailing blanks dropped; None when it has none."""
+    return next((line.rstrip() for line in text.split("\n") if line.strip()), None)
+
+
+def scope_floor(block_indent: int, suffix: str, past_dedents: bool) -> int:
+    """The indentation a block's lines may not go below: the block's first line's, or with `past_dedents` the
+    suffix's first line's where that is lower but still indented (the code between the cursor and the suffix's
+    first line belongs to the hole; a suffix at the top level is no floor: code there would be a new definition)."""
+    line = first_code_line(suffix) if past_dedents else None
+    suffix_indent = indent_width(line) if line else 0
+    return min(block_indent, suffix_indent) if suffix_indent else block_indent

@@ -7,13 +7,14 @@ code the user did not ask for.
 from dataclasses import replace
 
 from engine.context import InfillContext
-from engine.postprocess.base import Candidate, indent_width, last_line
+from engine.postprocess.base import Candidate, indent_width, last_line, scope_floor
 
 _CLOSING_ONLY = frozenset(")]}>;, \t")
 
 
-def limit_scope(candidate: Candidate, ctx: InfillContext) -> Candidate:
-    """Keep the first line (line mode) or the lines of the block the completion opened (block mode)."""
+def limit_scope(candidate: Candidate, ctx: InfillContext, past_dedents: bool = False) -> Candidate:
+    """Keep the first line (line mode) or the lines of the block the completion opened (block mode; with
+    `past_dedents`, down to the suffix's first line's indentation: base.scope_floor)."""
     lines = candidate.text.split("\n")
     if ctx.mode != "block":
         return replace(candidate, text=lines[0])
@@ -23,6 +24,7 @@ def limit_scope(candidate: Candidate, ctx: InfillContext) -> Candidate:
     indents = [indent_width(line) for line in effective if line.strip()]
     if not indents:
         return candidate
+    floor = scope_floor(indents[0], ctx.suffix, past_dedents)
     kept = lines[:1]
     went_deeper = False  # an indented line came after the block's first line
     for line in lines[1:]:
@@ -30,10 +32,10 @@ def limit_scope(candidate: Candidate, ctx: InfillContext) -> Candidate:
         closers_only = set(line) <= _CLOSING_ONLY
         # A dedent leaves the block. At the top level there is nothing to dedent to: coming back to the block's
         # column after indented lines starts a second definition nobody asked for.
-        if line.strip() and (width < indents[0] or (indents[0] == 0 and went_deeper and width == 0)):
+        if line.strip() and (width < floor or (indents[0] == 0 and went_deeper and width == 0)):
             if closers_only:  # a line of closers alone (`}`, `});`) closes the block and is kept
                 kept.append(line)
-                if width < indents[0]:
+                if width < floor:
                     break
                 continue
             break
