@@ -50,12 +50,15 @@ def resolve_model(spec: str) -> str:
     return str(next(Path(found.submodule_search_locations[0]).glob("*.gguf")))
 
 
-def load_tasks(suite: str, data: Path, limit: int | None, every: int = 0) -> list[dict]:
-    """`every` N: every Nth task (the issue tracker's fixed samples); else `limit` tasks at an even stride."""
+def load_tasks(suite: str, data: Path, limit: int | None, every: int = 0, held_out: bool = False) -> list[dict]:
+    """`every` N: every Nth task (the issue tracker's fixed samples); else `limit` tasks at an even stride, or with
+    `held_out` the `limit` tasks halfway between those (a second sample, to check what was tuned on the first)."""
     with gzip.open(data / SUITES[suite], "rt") as lines:
         tasks = [json.loads(line) for line in lines]
     if every:
         return tasks[::every][:limit]
+    if held_out and limit:
+        return load_tasks(suite, data, 2 * limit)[1::2]
     if limit and limit < len(tasks):
         stride = len(tasks) / limit
         tasks = [tasks[int(i * stride)] for i in range(limit)]
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--suite", choices=SUITES, default="single")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--every", type=int, default=0, help="every Nth task (5: the 207-task single-line sample)")
+    parser.add_argument("--held-out", action="store_true", help="the tasks between those --limit takes (not --every)")
     parser.add_argument("--model", default="blockfill-tiny")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--oracle-length", action="store_true", help="canvas = canonical solution's tokens + 1")
@@ -93,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = Engine(with_overrides({"model": resolve_model(args.model), **parse_assignments(args.set)}))
-    tasks = load_tasks(args.suite, args.data, args.limit, args.every)
+    tasks = load_tasks(args.suite, args.data, args.limit, args.every, args.held_out)
     language_of = (lambda t: t.get("language", "python")) if args.suite == "santacoder" else (lambda t: "python")
     results, seconds, steps, written = [], [], [], []
     flaws = {"raw": defaultdict(int), "shown": defaultdict(int)}  # syntax / repeat counts, before and after

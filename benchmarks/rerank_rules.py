@@ -66,10 +66,7 @@ def record(args) -> None:
         return ranked
 
     infill.file_log_likelihoods, infill.postprocess = keep_plain_file, keep_ranking
-    if args.held_out:  # the tasks halfway between those of the standard sample: a second sample to check a rule on
-        tasks = load_tasks(args.suite, DATA, 2 * args.limit)[1::2][args.skip :]
-    else:
-        tasks = load_tasks(args.suite, DATA, args.limit, args.every)[args.skip :]
+    tasks = load_tasks(args.suite, DATA, args.limit, args.every, args.held_out)[args.skip :]
     stop_ids = sorted(special.stop_ids)
     with args.out.open("a") as out:
         for number, task in enumerate(tasks):
