@@ -133,27 +133,30 @@ def judged(suite: str, task: dict, text: str) -> bool:
     return passes(humaneval_program(task, text))
 
 
-def rules(window: int) -> dict[str, Callable[[dict], float]]:
-    """Scores to rank by (higher is better), each from a candidate's recorded log-probabilities."""
+def rules() -> dict[str, Callable[[dict], float]]:
+    """Scores to rank by (higher is better), each from a candidate's recorded log-probabilities (a window past
+    the suffix's end reads what there is)."""
 
-    def plain(c: dict, suffix: int) -> float:
+    def plain(c: dict, suffix: int) -> float:  # log P(cursor line's start + candidate + `suffix` tokens)
         return sum(c["plain"][: c["plain_head"] + suffix])
 
     def per_token(c: dict, suffix: int) -> float:
-        return plain(c, suffix) / (c["plain_head"] + suffix)
+        return plain(c, suffix) / min(len(c["plain"]), c["plain_head"] + suffix)
+
+    def suffix_only(c: dict, suffix: int) -> float:  # log P(the suffix's first tokens | ..., candidate)
+        return sum(c["plain"][c["plain_head"] : c["plain_head"] + suffix])
 
     found: dict[str, Callable[[dict], float]] = {"engine": lambda c: c["engine_score"]}
     for suffix in (0, 8, 16, 32, 48, 64, 96, 128):
-        if suffix <= window:
-            found[f"plain+{suffix}"] = lambda c, s=suffix: plain(c, s)
-            found[f"plain+{suffix}/token"] = lambda c, s=suffix: per_token(c, s)
-            found[f"suffix {suffix} only"] = lambda c, s=suffix: sum(c["plain"][c["plain_head"] : c["plain_head"] + s])
+        found[f"plain+{suffix}"] = lambda c, s=suffix: plain(c, s)
+        found[f"plain+{suffix}/token"] = lambda c, s=suffix: per_token(c, s)
+        if suffix:
+            found[f"suffix {suffix} only"] = lambda c, s=suffix: suffix_only(c, s)
     found["fim+end"] = lambda c: sum(c["fim"]) + c["fim_end"]
     found["fim+end/token"] = lambda c: (sum(c["fim"]) + c["fim_end"]) / (len(c["fim"]) + 1)
     for suffix in (32, 64, 128):
-        if suffix <= window:
-            found[f"plain+{suffix} + fim_end"] = lambda c, s=suffix: plain(c, s) + c["fim_end"]
-            found[f"plain+{suffix} + fim+end"] = lambda c, s=suffix: plain(c, s) + sum(c["fim"]) + c["fim_end"]
+        found[f"plain+{suffix} + fim_end"] = lambda c, s=suffix: plain(c, s) + c["fim_end"]
+        found[f"plain+{suffix} + fim+end"] = lambda c, s=suffix: plain(c, s) + sum(c["fim"]) + c["fim_end"]
     return found
 
 
@@ -165,13 +168,11 @@ def choose(candidates: list[dict], score: Callable[[dict], float]) -> dict:
 def compare(args) -> None:
     rows = [json.loads(line) for path in args.records for line in path.open()]
     rows = [r for r in rows if r["candidates"]]
-    window = min(len(c["plain"]) - c["plain_head"] for r in rows for c in r["candidates"] if c["plain"])
-    window = max(window, 128)
     print(f"{len(rows)} reranked holes from {', '.join(map(str, args.records))}")
     chosen_ok = sum(next((c["ok"] for c in r["candidates"] if c["text"] == r["chosen"]), False) for r in rows)
     reachable = sum(any(c["ok"] for c in r["candidates"]) for r in rows)
     print(f"  the engine's own choice: {chosen_ok}; some candidate passes: {reachable}")
-    for name, score in rules(window).items():
+    for name, score in rules().items():
         ok = sum(choose(r["candidates"], score)["ok"] for r in rows)
         print(f"  {name:28} {ok:4d} ({100 * ok / len(rows):.1f} %)")
 
