@@ -62,7 +62,8 @@ class EngineConfig:
     rerank: bool = True
     rerank_suffix_tokens: int = 32
     # With rerank: a block's middles run on past a dedent, down to the suffix's first line's indentation, and the
-    # reranker chooses where to cut them (a multi-line hole often closes a branch and goes on).
+    # reranker chooses where to cut them (a multi-line hole often closes a branch and goes on). Multi-line HumanEval
+    # 17 -> 18 of 50 holes, and 15 -> 18 of 50 held-out ones; single-line and SantaCoder unchanged (RESULTS.md).
     rerank_past_dedents: bool = True
 
 
