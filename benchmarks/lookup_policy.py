@@ -1,7 +1,9 @@
 """Prompt-lookup policies replayed on recorded middles: tokens a forward, and time from measured forward costs.
 
+    python -m benchmarks.quality --suite santacoder --limit 120 --model blockfill-coder --set rerank=false \
+        --records runs/sc_base.jsonl
     python -m benchmarks.lookup_policy runs/sc_base.jsonl --suite santacoder --limit 120 \
-        --ms 1:174,2:380,5:409,9:443,17:520
+        --ms 1:174,2:353,3:462,5:547,9:474,17:657
 
 Lookup drafts are verified (engine.coder), so a middle is the base's greedy one whatever the policy: the forwards
 a policy needs follow from the middle's tokens and the reference alone, with no model run. Each middle recorded by
