@@ -126,8 +126,11 @@ def build_context(
         named = f"language {language!r}" if language else "a document without a language id"
         warnings.append(f"no grammar for {named}: line mode, cut at whole lines")
     elif root.has_error:
-        lines = sorted({node.start_point.row + 1 for node in syntax_errors(root, limit=5)})
-        warnings.append("syntax errors near line " + ", ".join(map(str, lines)))
+        # The line being typed is unfinished by nature: only errors that start elsewhere are worth a warning.
+        cursor_row = text.count("\n", 0, offset)
+        lines = sorted({node.start_point.row + 1 for node in syntax_errors(root, limit=5)} - {cursor_row + 1})
+        if lines:
+            warnings.append("syntax errors near line " + ", ".join(map(str, lines)))
     doc = _Doc(text, source, root)
     cursor = doc.byte(offset)
     mode, reason = _decide_mode(doc, offset, cursor)

@@ -180,6 +180,8 @@ def test_broken_code_never_raises_at_any_offset(language: str | None) -> None:
 def test_syntax_error_warning_names_the_line() -> None:
     _, warnings = build_context("x = 1\ny = (\nz = 2\n", 0, "python", count_tokens)
     assert warnings == ["syntax errors near line 2"]
+    _, warnings = build_context("x = 1\ny = (\nz = 2\n", 11, "python", count_tokens)  # the line being typed
+    assert warnings == []
 
 
 @pytest.mark.parametrize("offset", [-1, 6])
