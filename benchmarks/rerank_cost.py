@@ -23,19 +23,33 @@ from engine.infill import Engine, InfillRequest
 
 
 @torch.inference_mode()
+def log_distributions(lm, cache: DynamicCache, next_logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    """log P(next token | the text in `cache`, ids[:t]) for t = 0 .. T from one forward over `ids` [T + 1, V]
+    (`next_logits` [V] is the prediction after the cached text); `cache` is left as it came."""
+    past = cache.get_seq_length()
+    tokens = torch.tensor([ids])  # [1, T]
+    positions = torch.arange(past, past + len(ids))[None]
+    logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0]  # [T, V]
+    cache.crop(past - cache.get_seq_length())
+    return torch.cat([next_logits.float().log_softmax(-1)[None], logits.float().log_softmax(-1)])
+
+
+def token_log_probs(distributions: torch.Tensor, ids: list[int]) -> list[float]:
+    """log P(ids[t] | ...) for each t, from `log_distributions` over those ids [T + 1, V]."""
+    return distributions[:-1].gather(1, torch.tensor(ids)[:, None])[:, 0].tolist()
+
+
+def snapshot(cache: DynamicCache, config) -> DynamicCache:
+    """A copy of `cache` (its keys and values cloned) that later decoding cannot touch."""
+    copy = DynamicCache(config=config)
+    for index, layer in enumerate(cache.layers):
+        copy.update(layer.keys.clone(), layer.values.clone(), index)
+    return copy
+
+
 def one_forward_each(lm, cache: DynamicCache, next_logits: torch.Tensor, continuations: list[list[int]]) -> list[float]:
     """The baseline: log P(continuation | cache) with one forward over each whole continuation."""
-    past = cache.get_seq_length()
-    first = next_logits.float().log_softmax(-1)  # [V]
-    scores = []
-    for ids in continuations:
-        tokens = torch.tensor([ids])  # [1, T]
-        positions = torch.arange(past, past + len(ids))[None]
-        logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, :-1]  # [T - 1, V]
-        cache.crop(past - cache.get_seq_length())
-        log_probs = torch.cat([first[None], logits.float().log_softmax(-1)])  # [T, V]
-        scores.append(float(log_probs.gather(1, tokens[0, :, None]).sum()))
-    return scores
+    return [sum(token_log_probs(log_distributions(lm, cache, next_logits, ids), ids)) for ids in continuations]
 
 
 def main() -> None:
@@ -51,10 +65,8 @@ def main() -> None:
 
     def recording(lm, cache, next_logits, continuations):
         scores = scorer(lm, cache, next_logits, continuations)
-        snapshot = DynamicCache(config=lm.config)
-        for index, layer in enumerate(cache.layers):  # the plain file's keys and values, copied before reuse
-            snapshot.update(layer.keys.clone(), layer.values.clone(), index)
-        calls.append((snapshot, next_logits.clone(), [list(c) for c in continuations if c]))
+        # The plain file's keys and values, copied before the engine reuses the cache.
+        calls.append((snapshot(cache, lm.config), next_logits.clone(), [list(c) for c in continuations if c]))
         return scores
 
     infill.file_log_likelihoods = recording  # the engine's own call, recorded

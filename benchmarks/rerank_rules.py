@@ -23,31 +23,12 @@ from transformers.cache_utils import DynamicCache
 
 from benchmarks.execution import humaneval_program, passes
 from benchmarks.quality import DATA, first_line, load_tasks
+from benchmarks.rerank_cost import log_distributions, snapshot, token_log_probs
 from engine import infill
 from engine.config import parse_assignments, with_overrides
 from engine.infill import Engine, InfillRequest
 from engine.postprocess.base import last_line
 from engine.postprocess.brackets import adds_only_comments, imbalance
-
-
-@torch.inference_mode()
-def token_log_probs(lm, cache: DynamicCache, next_logits: torch.Tensor, ids: list[int]) -> list[float]:
-    """log P(ids[t] | the text in `cache`, ids[:t]) for each t, one forward; `cache` is left as it came."""
-    past = cache.get_seq_length()
-    tokens = torch.tensor([ids])  # [1, T]
-    positions = torch.arange(past, past + len(ids))[None]
-    logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, :-1]  # [T - 1, V]
-    cache.crop(past - cache.get_seq_length())
-    log_probs = torch.cat([next_logits.float().log_softmax(-1)[None], logits.float().log_softmax(-1)])  # [T, V]
-    return log_probs.gather(1, tokens[0, :, None])[:, 0].tolist()
-
-
-def snapshot(cache: DynamicCache, config) -> DynamicCache:
-    """A copy of `cache` that later decoding cannot touch."""
-    copy = DynamicCache(config=config)
-    for index, layer in enumerate(cache.layers):
-        copy.update(layer.keys.clone(), layer.values.clone(), index)
-    return copy
 
 
 def record(args) -> None:
@@ -89,6 +70,7 @@ def record(args) -> None:
                 head = engine.count_tokens(line_before + text)
                 ids = engine._encode(line_before + text + context.suffix)[: head + args.window]
                 middle = engine._encode(text)
+                fim = log_distributions(lm, fim_cache, fim_next, middle)  # [len(middle) + 1, V]
                 candidates.append(
                     {
                         "text": text,
@@ -97,10 +79,11 @@ def record(args) -> None:
                         "unbalanced": imbalance(context, text) > baseline,
                         "comments": adds_only_comments(context, text),
                         "engine_score": candidate.score,
-                        "plain": token_log_probs(lm, plain["cache"], plain["next"], ids),
+                        "plain": token_log_probs(log_distributions(lm, plain["cache"], plain["next"], ids), ids),
                         "plain_head": head,
-                        "fim": token_log_probs(lm, fim_cache, fim_next, middle),
-                        "fim_end": end_log_prob(lm, fim_cache, fim_next, middle, stop_ids),
+                        "fim": token_log_probs(fim, middle),
+                        # How sure the FIM reading is that the middle ends here: any of the model's end tokens.
+                        "fim_end": float(torch.logsumexp(fim[-1, stop_ids], 0)),
                     }
                 )
             row = {"task": task.get("task_id", task.get("name")), "number": args.skip + number, "mode": context.mode}
@@ -112,19 +95,6 @@ def record(args) -> None:
             print(
                 f"{args.skip + number}: {len(candidates)} candidates, the engine's choice ok: {chosen_ok}", flush=True
             )
-
-
-@torch.inference_mode()
-def end_log_prob(lm, cache: DynamicCache, next_logits: torch.Tensor, middle: list[int], stop_ids: list[int]) -> float:
-    """log P(any stop token | FIM prompt, middle): how sure the FIM reading is that the middle ends here."""
-    if middle:
-        past = cache.get_seq_length()
-        tokens = torch.tensor([middle])
-        positions = torch.arange(past, past + len(middle))[None]
-        next_logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, -1]
-        cache.crop(past - cache.get_seq_length())
-    log_probs = next_logits.float().log_softmax(-1)
-    return float(torch.logsumexp(log_probs[stop_ids], 0))
 
 
 def judged(suite: str, task: dict, text: str) -> bool:
