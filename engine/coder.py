@@ -226,7 +226,7 @@ def end_rule(
                     return index + 1
                 indent = indent_width(line)
                 if block_indent is None:
-                    block_indent = scope_floor(indent, suffix, past_dedents)
+                    block_indent = scope_floor(indent, suffix_line, past_dedents)
                 elif indent < block_indent:
                     return index + 1
         return None

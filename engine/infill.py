@@ -155,12 +155,12 @@ class Engine:
         self.refine_settings = dataclasses.replace(
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
-        self.postprocess_options = PostprocessOptions(
-            drop_syntax_errors=config.drop_syntax_errors,
-            past_dedents=self.loaded.family in ("causal", "coder") and config.rerank and config.rerank_past_dedents,
-        )
         adapter = self.loaded.adapter
         self.drafter = Drafter(self.loaded.model, adapter) if self.loaded.family in ("causal", "coder") else None
+        self.postprocess_options = PostprocessOptions(
+            drop_syntax_errors=config.drop_syntax_errors,
+            past_dedents=self.drafter is not None and config.rerank and config.rerank_past_dedents,
+        )
         self.draft_settings = DraftSettings(
             block_size=(adapter.config.block_size if config.block_size < 0 else config.block_size) if adapter else 0,
             draft_threshold=config.draft_threshold,

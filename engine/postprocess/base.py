@@ -55,10 +55,10 @@ def first_code_line(text: str) -> str | None:
     return next((line.rstrip() for line in text.split("\n") if line.strip()), None)
 
 
-def scope_floor(block_indent: int, suffix: str, past_dedents: bool) -> int:
-    """The indentation a block's lines may not go below: the block's first line's, or with `past_dedents` the
-    suffix's first line's where that is lower but still indented (the code between the cursor and the suffix's
-    first line belongs to the hole; a suffix at the top level is no floor: code there would be a new definition)."""
-    line = first_code_line(suffix) if past_dedents else None
-    suffix_indent = indent_width(line) if line else 0
+def scope_floor(block_indent: int, suffix_line: str | None, past_dedents: bool) -> int:
+    """The indentation a block's lines may not go below: the block's first line's, or with `past_dedents` that of
+    the suffix's first line (`first_code_line(suffix)`) where that is lower but still indented (the code between
+    the cursor and the suffix's first line belongs to the hole; a suffix at the top level is no floor: code there
+    would be a new definition)."""
+    suffix_indent = indent_width(suffix_line) if past_dedents and suffix_line else 0
     return min(block_indent, suffix_indent) if suffix_indent else block_indent

@@ -7,7 +7,7 @@ code the user did not ask for.
 from dataclasses import replace
 
 from engine.context import InfillContext
-from engine.postprocess.base import Candidate, indent_width, last_line, scope_floor
+from engine.postprocess.base import Candidate, first_code_line, indent_width, last_line, scope_floor
 
 _CLOSING_ONLY = frozenset(")]}>;, \t")
 
@@ -24,7 +24,7 @@ def limit_scope(candidate: Candidate, ctx: InfillContext, past_dedents: bool = F
     indents = [indent_width(line) for line in effective if line.strip()]
     if not indents:
         return candidate
-    floor = scope_floor(indents[0], ctx.suffix, past_dedents)
+    floor = scope_floor(indents[0], first_code_line(ctx.suffix), past_dedents)
     kept = lines[:1]
     went_deeper = False  # an indented line came after the block's first line
     for line in lines[1:]:
