@@ -47,6 +47,7 @@ def record(args) -> None:
         return ranked
 
     infill.file_log_likelihoods, infill.postprocess = keep_plain_file, keep_ranking
+    infill.standing_in = lambda context: lambda candidate: ()  # every draft scored, not only the best-standing ones
     tasks = load_tasks(args.suite, DATA, args.limit, args.every, args.held_out)[args.skip :]
     stop_ids = sorted(special.stop_ids)
     with args.out.open("a") as out:

@@ -7,6 +7,7 @@ and cleans and ranks what the model wrote (engine.postprocess).
 
 import dataclasses
 import functools
+import math
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from engine.families.block_diffusion import BlockDiffusion
 from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
 from engine.families.masked_diffusion import MaskedDiffusion
 from engine.models.loading import LoadedModel, load_model
-from engine.postprocess import Candidate, PostprocessOptions, postprocess
+from engine.postprocess import Candidate, PostprocessOptions, postprocess, standing_in
 from engine.postprocess.base import last_line
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
 from engine.rerank import file_log_likelihoods, line_prefixes
@@ -362,19 +363,29 @@ class Engine:
         results = [*results, middle(plain_cache, plain_next, reference=reference, lead=plain)]
         plain_cache.crop(len(head) - plain_cache.get_seq_length())
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
+        standings: dict[str, tuple] = {}  # shown text -> how it ranks before its score
+        standing = standing_in(context)
         for result in results:
             whole = self._causal_draft(result, reused)
             for raw in line_prefixes(whole.raw):
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)
                 if shown and shown[0].text not in drafts:
                     drafts[shown[0].text] = dataclasses.replace(whole, raw=raw)
+                    standings[shown[0].text] = standing(shown[0])
+        # Post-processing ranks by standing before score, so only the drafts of the best standing need a score (a
+        # block's cuts inside an open branch add a syntax error), and none when one draft stands alone.
+        best = min(standings.values(), default=None)
+        contenders = [text for text, rank in standings.items() if rank == best]
         window = self.config.rerank_suffix_tokens
         continuations = [
             self._encode(line_before + shown + context.suffix)[: self.count_tokens(line_before + shown) + window]
-            for shown in drafts
+            for shown in contenders
         ]
-        scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations)
-        return [dataclasses.replace(d, score=s) for d, s in zip(drafts.values(), scores, strict=True)]
+        scores = [0.0] * len(contenders)
+        if len(contenders) > 1:
+            scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations)
+        scored = dict(zip(contenders, scores, strict=True))
+        return [dataclasses.replace(d, score=scored.get(text, -math.inf)) for text, d in drafts.items()]
 
     def _prefill(self, prompt: Prompt, previous: "_PromptCache | None") -> tuple[torch.Tensor, "_PromptCache", int]:
         """A causal model's KV cache of `prompt`, reusing `previous` (the last keystroke's) up to the first changed

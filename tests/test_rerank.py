@@ -98,7 +98,20 @@ def test_a_reranking_engine_fills_the_toy_holes(toy_base, monkeypatch):
     requests = [InfillRequest("\n" + p, s, "python", canvas_tokens=12, force=True) for p, _, s in texts]
     got = [c.text.strip() for c in engine.complete(requests)]
     assert sum(g == m for g, (_, m, _) in zip(got, texts, strict=True)) >= 10, got
-    assert len(scored) == len(requests) and all(len(continuations) >= 1 for continuations in scored)
+    # Scored only where two drafts could still be shown (a lone one needs no score), and at least once here.
+    assert 1 <= len(scored) <= len(requests) and all(len(continuations) >= 2 for continuations in scored)
+
+
+def test_drafts_that_cannot_be_shown_are_not_scored(toy_base, monkeypatch):
+    """Post-processing ranks by standing before score, so a draft of a worse standing than another needs no forward:
+    here every draft but the first stands worse (a stand-in for "adds a syntax error"), so nothing is scored."""
+    engine = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False))
+    scored, seen = [], []
+    monkeypatch.setattr(infill, "file_log_likelihoods", lambda *a: scored.append(a[-1]) or file_log_likelihoods(*a))
+    monkeypatch.setattr(infill, "standing_in", lambda context: lambda c: (seen.append(c.text) or c.text != seen[0],))
+    prefix, _, suffix = toy_texts(random.Random(3))
+    engine.complete([InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)])
+    assert len(set(seen)) >= 2 and not scored
 
 
 def test_keystrokes_reuse_both_caches_exactly(toy_base):

@@ -1,6 +1,7 @@
 """Postprocessing: the order of the filters, then ranking. Each filter is in its own file; see base.py."""
 
 import functools
+from collections.abc import Callable
 
 from engine.context import InfillContext
 from engine.postprocess.balance_brackets import balance_brackets
@@ -15,7 +16,7 @@ from engine.postprocess.end_with_line_break import end_with_line_break
 from engine.postprocess.limit_scope import limit_scope
 from engine.postprocess.normalize_indentation import normalize_indentation
 
-__all__ = ["Candidate", "Filter", "PostprocessOptions", "postprocess"]
+__all__ = ["Candidate", "Filter", "PostprocessOptions", "postprocess", "standing_in"]
 
 
 def postprocess(
@@ -46,16 +47,25 @@ def postprocess(
         else:
             if not (options.drop_syntax_errors and (candidate.syntax_errors_added or 0) > 0):
                 survivors.append(candidate)
-    baseline = imbalance(ctx, "")
-    survivors.sort(
-        key=lambda c: (
-            (c.syntax_errors_added or 0) > 0,
-            imbalance(ctx, c.text) > baseline,
-            adds_only_comments(ctx, c.text),
-            -c.score,
-        )
-    )
+    standing = standing_in(ctx)
+    survivors.sort(key=lambda c: (*standing(c), -c.score))
     unique: dict[str, Candidate] = {}
     for candidate in survivors:
         unique.setdefault(candidate.text, candidate)
     return list(unique.values())
+
+
+def standing_in(ctx: InfillContext) -> Callable[[Candidate], tuple[bool, bool, bool]]:
+    """How a filtered candidate ranks before its score is read, lower first: whether it adds a syntax error, leaves
+    the brackets worse than an empty middle would, writes only comments. The reranker reads it too: only the
+    candidates of the best standing need a score (engine.infill)."""
+    baseline = imbalance(ctx, "")
+
+    def standing(candidate: Candidate) -> tuple[bool, bool, bool]:
+        return (
+            (candidate.syntax_errors_added or 0) > 0,
+            imbalance(ctx, candidate.text) > baseline,
+            adds_only_comments(ctx, candidate.text),
+        )
+
+    return standing
