@@ -202,9 +202,11 @@ def end_rule(
     past_dedents: bool = False,
 ) -> Callable[[list[int]], int | None]:
     """Where a middle is over, as `draft_middle` asks: at an end token (dropped), after its first line in line
-    mode, or in block mode once a complete line dedents below the block's first line or repeats the suffix's
-    first line (a FIM model that runs on writes the code after the hole again; post-processing trims what it
-    repeated). `piece(token)` is the token's text; `line_before` is the cursor's line up to the cursor.
+    mode (the first it writes on: one that only ends the cursor's line, which was complete, goes on to the next
+    line, as postprocess.limit_scope shows it), or in block mode once a complete line dedents below the block's
+    first line or repeats the suffix's first line (a FIM model that runs on writes the code after the hole again;
+    post-processing trims what it repeated). `piece(token)` is the token's text; `line_before` is the cursor's
+    line up to the cursor.
 
     `past_dedents`: a block ends only below the suffix's first line's indentation too, where that is lower and
     indented (postprocess.base.scope_floor), so a hole that closes its own branch and goes on (`n //= i` /
@@ -219,8 +221,9 @@ def end_rule(
                 return index
             text += piece(token)
             while (newline := text.find("\n", line_start)) >= 0:
+                written_from = len(line_before) if line_start == 0 and mode == "line" else line_start
                 line, line_start = text[line_start:newline], newline + 1
-                if not line.strip():
+                if not text[written_from:newline].strip():
                     continue
                 if mode != "block" or line.rstrip() == suffix_line:
                     return index + 1

@@ -92,7 +92,7 @@ def test_an_untrained_base_fails_the_same_check(toy_base, tmp_path):
 
 def test_trained_adapter_keeps_the_base_middle_and_drafts_ahead(toy_base, toy_adapter):
     requests, _ = _requests(12, seed=2)
-    base = _engine(str(toy_base)).complete(requests)
+    base = _engine(str(toy_base), lookup_tokens=0).complete(requests)  # one token a step
     coder = _engine(str(toy_adapter), block_size=-1)
     assert (coder.loaded.family, coder.draft_settings.block_size) == ("coder", BLOCK)
     drafted = coder.complete(requests)
@@ -170,6 +170,8 @@ def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
     [
         ("line", "x = ", ["1", "\n", "y"], 2),  # after the first line
         ("line", "", ["\n", "a", "\n"], 3),  # a blank first line is not the line
+        ("line", "x = 1;", ["\n", "    y", "\n", "z"], 3),  # a complete line: the next one is the middle's
+        ("line", "x = 1;", [" y", "\n", "z"], 2),  # but what the middle writes on the cursor's line ends it
         ("block", "    ", ["a", "\n", "    b", "\n", "c", "\n"], 6),  # the dedent that leaves the block
         ("block", "    ", ["a", "\n", "    b", "\n"], None),
         ("block", "", ["x", "\n", "stop = 1", "\n"], 4),  # a line equal to the suffix's first

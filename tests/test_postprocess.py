@@ -49,6 +49,9 @@ CASES = [
     (drop_trailing_comment, "python\nx = 1  # the ├answer┤\n", "answer"),
     # limit_scope
     (limit_scope, "python\nx = ├1\ny = 2┤\n", "1"),
+    # line mode after a complete line: the next line the model writes, with its break where code follows the cursor
+    (limit_scope, "javascript\nif (x) {\n  f(x);├\n  g(x);\n  h(x);┤\n}\n", "\n  g(x);"),
+    (limit_scope, "java\nif (x) {\n  f(x);├\n  }\n  g(x);┤  return x;\n}\n", "\n  }\n"),
     (
         limit_scope,
         "python\ndef f():\n    ├a = 1\n    return a\n\ndef g():\n    pass┤\n",
