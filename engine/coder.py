@@ -33,6 +33,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache
 
 from engine.errors import Cancelled
+from engine.healing import Vocabulary, still_to_write
 from engine.models.gated_lora import DraftingAdapter
 from engine.postprocess.base import first_code_line, indent_width, scope_floor
 
@@ -116,6 +117,8 @@ def draft_middle(
     should_stop: Callable[[], bool] | None = None,
     reference: Sequence[int] = (),
     lead: Sequence[int] = (),
+    heal: str = "",
+    vocabulary: Vocabulary | None = None,
 ) -> DraftResult:
     """Decode the middle after a prefilled prompt (`next_logits` [V]: the base's prediction after it).
 
@@ -123,20 +126,32 @@ def draft_middle(
     number of tokens to keep, or None. Raises Cancelled when `should_stop()` turns true between two steps.
     `reference`: the tokens lookup drafts are copied from (`settings.lookup_tokens`); `lead`: the prompt's last
     tokens, matched in it before the middle's own (so a middle decoded before can be copied from its start).
+    `heal`: the text of the prompt's last token, taken back (engine.healing): the middle writes it again first,
+    each token the base's likeliest among those that agree with it, and nothing is drafted until it is written.
     """
     kept: list[int] = []
     probabilities: list[float] = []
 
+    def open_heal(written: list[int]) -> tuple[int, ...] | None:  # the tokens allowed next while healing
+        rest = still_to_write(heal, written, vocabulary) if heal and vocabulary else ""
+        return vocabulary.starts(rest) if rest else None
+
+    def choose(probability: torch.Tensor, written: list[int]) -> int:  # the base's choice after `written`
+        allowed = open_heal(written)
+        if allowed is None:
+            return int(probability.argmax())
+        return allowed[int(probability[torch.tensor(allowed, device=probability.device)].argmax())]
+
     def copied(pending: list[int]) -> list[int]:  # lookup drafts after the base's next token
-        if not settings.lookup_tokens or settings.block_size:
+        if not settings.lookup_tokens or settings.block_size or open_heal([*kept, *pending]) is not None:
             return []
         limit = min(settings.lookup_tokens, max_tokens - len(kept) - 1)
         return lookup_drafts(reference, [*lead[-LOOKUP_NGRAM:], *kept, *pending], limit)
 
     first = next_logits.float().softmax(-1)
-    pending = [int(first.argmax())]  # pending[0] is always the base's own choice
+    pending = [choose(first, [])]  # pending[0] is always the base's own choice
     pending += copied(pending)
-    pending_probability = [float(first.max())] + [1.0] * (len(pending) - 1)  # a draft's: replaced once verified
+    pending_probability = [float(first[pending[0]])] + [1.0] * (len(pending) - 1)  # a draft's: replaced once verified
     steps = 0
     while True:
         if should_stop is not None and should_stop():
@@ -159,10 +174,10 @@ def draft_middle(
         probabilities += pending_probability[:1] + [float(p) for p in base_probability[: keep - 1]]
         if (end := ends_at(kept)) is not None or len(kept) >= max_tokens:
             return _result(kept, end, max_tokens, steps, probabilities)
-        pending = [int(base_choice[keep - 1])]
+        pending = [choose(base[keep - 1], kept)]
         pending += copied(pending)
-        pending_probability = [float(base_probability[keep - 1])] + [1.0] * (len(pending) - 1)
-        if keep == len(pending_logits) and settings.block_size:
+        pending_probability = [float(base[keep - 1, pending[0]])] + [1.0] * (len(pending) - 1)
+        if keep == len(pending_logits) and settings.block_size and open_heal([*kept, *pending]) is None:
             drafts = draft_logits.float().softmax(-1).max(-1)  # the drafts follow the base's next token
             for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
                 if probability < settings.draft_threshold:

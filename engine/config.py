@@ -65,6 +65,9 @@ class EngineConfig:
     # reranker chooses where to cut them (a multi-line hole often closes a branch and goes on). Multi-line HumanEval
     # 17 -> 18 of 50 holes, and 15 -> 18 of 50 held-out ones; single-line and SantaCoder unchanged (RESULTS.md).
     rerank_past_dedents: bool = True
+    # With rerank: the plain continuation takes back the cursor line's last token and writes its text again first
+    # (engine.healing), so a cursor that splits `);` from the line break after it reads as the tokenizer reads it.
+    heal_tokens: bool = True
 
 
 Config = TypeVar("Config")

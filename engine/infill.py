@@ -26,6 +26,7 @@ from engine.families import CanvasEdits, CanvasModel
 from engine.families.block_diffusion import BlockDiffusion
 from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
 from engine.families.masked_diffusion import MaskedDiffusion
+from engine.healing import Vocabulary, take_back
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess, standing_in
 from engine.postprocess.base import last_line
@@ -302,26 +303,17 @@ class Engine:
         For a single request (an editor's keystroke) the previous request's KV caches (the FIM prompt's, the plain
         file's up to the cursor's line) are reused up to their first changed token.
         """
-        loaded = self.loaded
         began = time.perf_counter()
         prompt = self._prompt(context, canvas)
         next_logits, fim, reused = self._prefill(prompt, self._prompt_cache if single else None)
         if single:
             self._prompt_cache = fim  # decoding appends to its cache; the next prefill crops it
-        ends_at = end_rule(
-            self._token_text,
-            loaded.special.stop_ids,
-            context.mode,
-            last_line(context.prefix),
-            context.suffix,
-            past_dedents=self.postprocess_options.past_dedents,
-        )
         middle = functools.partial(
             draft_middle,
             self.drafter,
             settings=self.draft_settings,
             max_tokens=canvas,
-            ends_at=ends_at,
+            ends_at=self._end_rule(context, last_line(context.prefix)),
             should_stop=should_stop,
         )
         results = [middle(fim.cache, next_logits, reference=prompt.input_ids)]
@@ -343,7 +335,9 @@ class Engine:
         """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
         both as a draft scored by engine.rerank; none where no line precedes the cursor's (nothing to read the file
         from) or no cut survives post-processing. Lookup drafts for the plain continuation come from the FIM
-        middle (the two often start alike) and then the FIM prompt.
+        middle (the two often start alike) and then the FIM prompt. The continuation takes back the cursor line's
+        last token and writes its text again first (`heal_tokens`, engine.healing): a plain file never splits `);`
+        from the line break after it, as a cursor there does.
 
         Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
         start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
@@ -357,16 +351,29 @@ class Engine:
         head_next, file_head, _ = self._prefill(head_prompt, self._plain_cache if single else None)
         if single:
             self._plain_cache = file_head
-        plain_cache, plain = file_head.cache, head + self._encode(line_before)
-        plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_before else head_next
+        line_ids, heal = self._encode(line_before), ""
+        if self.config.heal_tokens and line_ids:
+            line_ids, heal = take_back(line_ids, self._vocabulary)
+        plain_cache, plain = file_head.cache, head + line_ids
+        plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_ids else head_next
         reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
-        results = [*results, middle(plain_cache, plain_next, reference=reference, lead=plain)]
+        plain_ends_at = self._end_rule(context, line_before[: len(line_before) - len(heal)])
+        vocabulary = self._vocabulary if heal else None
+        continuation = middle(
+            plain_cache,
+            plain_next,
+            reference=reference,
+            lead=plain,
+            ends_at=plain_ends_at,
+            heal=heal,
+            vocabulary=vocabulary,
+        )
         plain_cache.crop(len(head) - plain_cache.get_seq_length())
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
         standings: dict[str, tuple] = {}  # shown text -> how it ranks before its score
         standing = standing_in(context)
-        for result in results:
-            whole = self._causal_draft(result, reused)
+        for result, written_first in ((results[0], ""), (continuation, heal)):
+            whole = self._causal_draft(result, reused, written_first)
             for raw in line_prefixes(whole.raw):
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)
                 if shown and shown[0].text not in drafts:
@@ -398,9 +405,21 @@ class Engine:
             cache = previous.cache if reused else cache
         return self.drafter.prefill(prompt.input_ids, cache, reused), _PromptCache(prompt, cache), reused
 
-    def _causal_draft(self, result: DraftResult, reused: int) -> "_Draft":
-        """A decoded middle as a draft (its seconds are set by the caller)."""
-        text = self.loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)
+    def _end_rule(self, context: InfillContext, line_before: str) -> Callable[[list[int]], int | None]:
+        """Where a middle decoded after `line_before` (the cursor's line as the prompt ends it) is over."""
+        stop_ids, past_dedents = self.loaded.special.stop_ids, self.postprocess_options.past_dedents
+        return end_rule(self._token_text, stop_ids, context.mode, line_before, context.suffix, past_dedents)
+
+    @functools.cached_property
+    def _vocabulary(self) -> Vocabulary:
+        """Every token's text, for token healing (built once, on the first healed prompt)."""
+        tokenizer = self.loaded.tokenizer
+        return Vocabulary(tokenizer.batch_decode([[t] for t in range(len(tokenizer))], skip_special_tokens=True))
+
+    def _causal_draft(self, result: DraftResult, reused: int, healed: str = "") -> "_Draft":
+        """A decoded middle as a draft (its seconds are set by the caller), without the `healed` text it wrote
+        first (the prompt's last token, taken back: engine.healing)."""
+        text = self.loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)[len(healed) :]
         # The prompt's forward writes the first token: counted as a step, a left-to-right model writes one a step.
         return _Draft(text, result.steps + 1, 0.0, result.confidence, reused, False, result.written, result.confidence)
 
