@@ -54,3 +54,13 @@ def test_the_base_writes_a_hole_that_closes_its_branch_and_goes_on(engine):
     assert cut.text.count("\n") < completion.text.count("\n"), (cut.text, completion.text)
     with pytest.raises(AssertionError):
         exec(compile(prefix + cut.text + suffix, "<hole>", "exec"), {})
+
+
+def test_the_base_suggests_the_next_line_at_the_end_of_a_complete_one(engine):
+    """The cursor after `total = sum(values)`: nothing belongs on that line, so the suggestion is the next one (it
+    used to be empty: line mode ended at the line break the model wrote first)."""
+    prefix = "def mean(values):\n    total = sum(values)"
+    suffix = "\n\n\nassert mean([1, 2, 3]) == 2\n"
+    completion = engine.complete([InfillRequest(prefix, suffix, "python")])[0]
+    assert completion.context.mode == "line" and completion.text.startswith("\n    "), completion
+    exec(compile(prefix + completion.text + suffix, "<hole>", "exec"), {})
