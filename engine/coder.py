@@ -215,6 +215,7 @@ def end_rule(
     line_before: str,
     suffix: str,
     past_dedents: bool = False,
+    healed: str = "",
 ) -> Callable[[list[int]], int | None]:
     """Where a middle is over, as `draft_middle` asks: at an end token (dropped), after its first line in line
     mode (the first it writes on: one that only ends the cursor's line, which was complete, goes on to the next
@@ -226,11 +227,14 @@ def end_rule(
     `past_dedents`: a block ends only below the suffix's first line's indentation too, where that is lower and
     indented (postprocess.base.scope_floor), so a hole that closes its own branch and goes on (`n //= i` /
     `else:` / `i += 1` before the suffix's `return`) is written whole; for callers that cut the middle at every
-    line end and choose the cut (engine.rerank), as post-processing's limit_scope then allows."""
+    line end and choose the cut (engine.rerank), as post-processing's limit_scope then allows.
+
+    `healed`: the end of `line_before` that the prompt left out and the middle writes again first (engine.healing);
+    it is the line's text, not the middle's."""
     suffix_line = first_code_line(suffix)
 
     def ends_at(tokens: list[int]) -> int | None:
-        text, block_indent, line_start = line_before, None, 0
+        text, block_indent, line_start = line_before[: len(line_before) - len(healed)], None, 0
         for index, token in enumerate(tokens):
             if token in stop_ids:
                 return index

@@ -313,7 +313,7 @@ class Engine:
             self.drafter,
             settings=self.draft_settings,
             max_tokens=canvas,
-            ends_at=self._end_rule(context, last_line(context.prefix)),
+            ends_at=self._end_rule(context),
             should_stop=should_stop,
         )
         results = [middle(fim.cache, next_logits, reference=prompt.input_ids)]
@@ -357,7 +357,7 @@ class Engine:
         plain_cache, plain = file_head.cache, head + line_ids
         plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_ids else head_next
         reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
-        plain_ends_at = self._end_rule(context, line_before[: len(line_before) - len(heal)])
+        plain_ends_at = self._end_rule(context, heal)
         vocabulary = self._vocabulary if heal else None
         continuation = middle(
             plain_cache,
@@ -405,10 +405,13 @@ class Engine:
             cache = previous.cache if reused else cache
         return self.drafter.prefill(prompt.input_ids, cache, reused), _PromptCache(prompt, cache), reused
 
-    def _end_rule(self, context: InfillContext, line_before: str) -> Callable[[list[int]], int | None]:
-        """Where a middle decoded after `line_before` (the cursor's line as the prompt ends it) is over."""
-        stop_ids, past_dedents = self.loaded.special.stop_ids, self.postprocess_options.past_dedents
-        return end_rule(self._token_text, stop_ids, context.mode, line_before, context.suffix, past_dedents)
+    def _end_rule(self, context: InfillContext, healed: str = "") -> Callable[[list[int]], int | None]:
+        """Where a middle is over that first writes `healed`, the end of the cursor's line the prompt left out."""
+        special, past_dedents = self.loaded.special, self.postprocess_options.past_dedents
+        line_before = last_line(context.prefix)
+        return end_rule(
+            self._token_text, special.stop_ids, context.mode, line_before, context.suffix, past_dedents, healed
+        )
 
     @functools.cached_property
     def _vocabulary(self) -> Vocabulary:

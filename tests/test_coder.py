@@ -172,6 +172,7 @@ def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
         ("line", "", ["\n", "a", "\n"], 3),  # a blank first line is not the line
         ("line", "x = 1;", ["\n", "    y", "\n", "z"], 3),  # a complete line: the next one is the middle's
         ("line", "x = 1;", [" y", "\n", "z"], 2),  # but what the middle writes on the cursor's line ends it
+        ("line", "x = 1;", ["1;\n", "    y", "\n"], 3),  # healed `1;` is the line's text, not the middle's
         ("block", "    ", ["a", "\n", "    b", "\n", "c", "\n"], 6),  # the dedent that leaves the block
         ("block", "    ", ["a", "\n", "    b", "\n"], None),
         ("block", "", ["x", "\n", "stop = 1", "\n"], 4),  # a line equal to the suffix's first
@@ -179,7 +180,8 @@ def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
     ],
 )
 def test_end_rule(mode, line_before, pieces, expected):
-    assert _ends_at(pieces, mode, line_before, "stop = 1\nmore\n") == expected
+    healed = "1;" if pieces[0] == "1;\n" else ""
+    assert _ends_at(pieces, mode, line_before, "stop = 1\nmore\n", healed=healed) == expected
 
 
 @pytest.mark.parametrize(
@@ -196,12 +198,14 @@ def test_end_rule_past_dedents(suffix, past_dedents, expected):
     assert _ends_at(pieces, "block", "", suffix, past_dedents) == expected
 
 
-def _ends_at(pieces: list[str], mode: str, line_before: str, suffix: str, past_dedents: bool = False) -> int | None:
+def _ends_at(
+    pieces: list[str], mode: str, line_before: str, suffix: str, past_dedents: bool = False, healed: str = ""
+) -> int | None:
     """end_rule over a toy vocabulary of the pieces themselves (`<end>` is the end token)."""
     vocabulary = {piece: index for index, piece in enumerate(dict.fromkeys(pieces))}
     text_of = {index: piece for piece, index in vocabulary.items()}
     stops = frozenset({vocabulary["<end>"]}) if "<end>" in vocabulary else frozenset()
-    ends_at = end_rule(text_of.__getitem__, stops, mode, line_before, suffix, past_dedents)
+    ends_at = end_rule(text_of.__getitem__, stops, mode, line_before, suffix, past_dedents, healed)
     return ends_at([vocabulary[p] for p in pieces])
 
 
