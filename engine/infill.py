@@ -26,7 +26,7 @@ from engine.families import CanvasEdits, CanvasModel
 from engine.families.block_diffusion import BlockDiffusion
 from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
 from engine.families.masked_diffusion import MaskedDiffusion
-from engine.healing import Vocabulary, take_back
+from engine.healing import Vocabulary, take_back, vocabulary_of
 from engine.models.loading import LoadedModel, load_model
 from engine.postprocess import Candidate, PostprocessOptions, postprocess, standing_in
 from engine.postprocess.base import last_line
@@ -413,11 +413,10 @@ class Engine:
             self._token_text, special.stop_ids, context.mode, line_before, context.suffix, past_dedents, healed
         )
 
-    @functools.cached_property
+    @property
     def _vocabulary(self) -> Vocabulary:
-        """Every token's text, for token healing (built once, on the first healed prompt)."""
-        tokenizer = self.loaded.tokenizer
-        return Vocabulary(tokenizer.batch_decode([[t] for t in range(len(tokenizer))], skip_special_tokens=True))
+        """Every token's text, for token healing (built on the first healed prompt)."""
+        return vocabulary_of(self.loaded.tokenizer)
 
     def _causal_draft(self, result: DraftResult, reused: int, healed: str = "") -> "_Draft":
         """A decoded middle as a draft (its seconds are set by the caller), without the `healed` text it wrote

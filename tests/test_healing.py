@@ -10,7 +10,7 @@ from transformers.cache_utils import DynamicCache
 from engine import infill
 from engine.coder import Drafter, DraftSettings, draft_middle
 from engine.config import EngineConfig
-from engine.healing import Vocabulary, still_to_write, take_back
+from engine.healing import Vocabulary, still_to_write, take_back, vocabulary_of
 from engine.infill import Engine, InfillRequest
 from engine.postprocess import postprocess
 from tests.toy_coder import toy_texts, train_toy_base
@@ -44,7 +44,7 @@ def test_a_healed_continuation_is_tokenized_as_the_file_is(toy_base):
     the model writes ` ` again inside its first token, and the text it writes tokenizes as the tokens it chose."""
     tokenizer = AutoTokenizer.from_pretrained(str(toy_base))
     lm = Qwen2ForCausalLM.from_pretrained(str(toy_base), dtype=torch.float32).eval()
-    vocabulary = Vocabulary(tokenizer.batch_decode([[t] for t in range(len(tokenizer))], skip_special_tokens=True))
+    vocabulary = vocabulary_of(tokenizer)
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     ids = encode("\nvalue = ")
     prompt, heal = take_back(ids, vocabulary)
