@@ -61,7 +61,7 @@ def record(args) -> None:
                 continue
             ranked = seen[-1]  # the engine's final ranking of the hole's drafts
             line_before = last_line(context.prefix)
-            fim_prompt = engine._prompt(context, context.canvas_tokens)
+            fim_prompt, healed = engine._fim_prompt(context, context.canvas_tokens)
             fim_cache = DynamicCache(config=lm.config)
             fim_next = engine.drafter.prefill(fim_prompt.input_ids, fim_cache)
             baseline = imbalance(context, "")
@@ -70,7 +70,7 @@ def record(args) -> None:
                 text = candidate.text
                 head = engine.count_tokens(line_before + text)
                 ids = engine._encode(line_before + text + context.suffix)[: head + args.window]
-                middle = engine._encode(text)
+                middle = engine._encode(healed + text)  # as the engine's FIM decode writes it (engine.healing)
                 fim = log_distributions(lm, fim_cache, fim_next, middle)  # [len(middle) + 1, V]
                 candidates.append(
                     {

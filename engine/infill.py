@@ -295,16 +295,46 @@ class Engine:
             self.loaded.special,
         )
 
+    def _head(self, context: InfillContext) -> list[int]:
+        """The prefix's tokens up to the cursor's line (within the prefix budget, which the line itself shares)."""
+        line_before = last_line(context.prefix)
+        head = self._encode(context.prefix[: len(context.prefix) - len(line_before)])
+        return head[-max(1, self.budget.max_prefix_tokens - self.count_tokens(line_before)) :]
+
+    def _cursor_line(self, context: InfillContext) -> tuple[list[int], str]:
+        """The cursor's line up to the cursor as tokens, with the last one taken back for token healing
+        (`heal_tokens`, engine.healing), and that token's text, which the middle writes again first."""
+        line_ids = self._encode(last_line(context.prefix))
+        if self.config.heal_tokens and line_ids:
+            return take_back(line_ids, self._vocabulary)
+        return line_ids, ""
+
+    def _fim_prompt(self, context: InfillContext, canvas: int) -> tuple[Prompt, str]:
+        """A causal model's FIM prompt, `<|fim_prefix|>` head `<|fim_suffix|>` suffix `<|fim_middle|>` and then the
+        cursor's line up to the cursor as the middle's start, and the healed text the middle writes first.
+
+        Why the line goes last: typing on a line changes only the prompt's last tokens, so the next keystroke
+        reuses the cache of everything before them, the suffix included (its re-read was half of a keystroke's
+        time on CPU-2, RESULTS.md). A hole at a line's start (every HumanEval hole) gets the prompt it always had.
+        """
+        line_ids, heal = self._cursor_line(context)
+        suffix = self._encode(context.suffix)[: self.budget.max_suffix_tokens]
+        ids = build_prompt(self._head(context), suffix, canvas, self.loaded.layout, self.loaded.special).input_ids
+        ids = ids + line_ids
+        return Prompt(ids, list(range(len(ids))), len(ids)), heal
+
     def _draft(self, canvas: int, request: InfillRequest, context: InfillContext, single: bool, should_stop):
         """A causal model's drafts for one hole (left to right, or drafting blocks with blockfill-coder's adapter):
         its FIM middle, and with `rerank` also the plain continuation of the prefix, each cut at every line end and
         scored by engine.rerank (post-processing ranks parse-clean drafts first, then by that score).
 
-        For a single request (an editor's keystroke) the previous request's KV caches (the FIM prompt's, the plain
-        file's up to the cursor's line) are reused up to their first changed token.
+        Both start after the cursor's line (`_fim_prompt`) less its last token, whose text they write again first
+        (`heal_tokens`, engine.healing: a file never splits `);` from the line break after it, as a cursor there
+        does). For a single request (an editor's keystroke) the previous request's KV caches (the FIM prompt's,
+        the plain file's up to the cursor's line) are reused up to their first changed token.
         """
         began = time.perf_counter()
-        prompt = self._prompt(context, canvas)
+        prompt, heal = self._fim_prompt(context, canvas)
         next_logits, fim, reused = self._prefill(prompt, self._prompt_cache if single else None)
         if single:
             self._prompt_cache = fim  # decoding appends to its cache; the next prefill crops it
@@ -313,14 +343,18 @@ class Engine:
             self.drafter,
             settings=self.draft_settings,
             max_tokens=canvas,
-            ends_at=self._end_rule(context),
+            ends_at=self._end_rule(context, heal),
             should_stop=should_stop,
+            heal=heal,
+            vocabulary=self._vocabulary if heal else None,
         )
-        results = [middle(fim.cache, next_logits, reference=prompt.input_ids)]
-        drafts = self._reranked(context, prompt, results, reused, single, middle) if self.config.rerank else []
+        results = [middle(fim.cache, next_logits, reference=prompt.input_ids, lead=prompt.input_ids)]
+        drafts = []
+        if self.config.rerank:
+            drafts = self._reranked(context, prompt, results, reused, single, middle, heal)
         seconds = time.perf_counter() - began
         if not drafts:  # no reranking, or nothing survives post-processing: the FIM middle stands for the hole
-            return [dataclasses.replace(self._causal_draft(results[0], reused), seconds=seconds)]
+            return [dataclasses.replace(self._causal_draft(results[0], reused, heal), seconds=seconds)]
         return [dataclasses.replace(d, seconds=seconds / len(drafts)) for d in drafts]
 
     def _reranked(
@@ -331,49 +365,36 @@ class Engine:
         reused: int,
         single: bool,
         middle: Callable,
+        heal: str,
     ) -> list["_Draft"]:
         """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
         both as a draft scored by engine.rerank; none where no line precedes the cursor's (nothing to read the file
         from) or no cut survives post-processing. Lookup drafts for the plain continuation come from the FIM
-        middle (the two often start alike) and then the FIM prompt. The continuation takes back the cursor line's
-        last token and writes its text again first (`heal_tokens`, engine.healing): a plain file never splits `);`
-        from the line break after it, as a cursor there does.
+        middle (the two often start alike) and then the FIM prompt. Like the FIM middle, it starts after the
+        cursor's line less its last token and writes that token's text, `heal`, first.
 
         Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
         start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
         """
         line_before = last_line(context.prefix)
-        head = self._encode(context.prefix[: len(context.prefix) - len(line_before)])
-        head = head[-max(1, self.budget.max_prefix_tokens - self.count_tokens(line_before)) :]
+        head = self._head(context)
         if not head:
             return []
         head_prompt = Prompt(head, list(range(len(head))), len(head))
         head_next, file_head, _ = self._prefill(head_prompt, self._plain_cache if single else None)
         if single:
             self._plain_cache = file_head
-        line_ids, heal = self._encode(line_before), ""
-        if self.config.heal_tokens and line_ids:
-            line_ids, heal = take_back(line_ids, self._vocabulary)
+        line_ids, _ = self._cursor_line(context)
         plain_cache, plain = file_head.cache, head + line_ids
         plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_ids else head_next
         reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
-        plain_ends_at = self._end_rule(context, heal)
-        vocabulary = self._vocabulary if heal else None
-        continuation = middle(
-            plain_cache,
-            plain_next,
-            reference=reference,
-            lead=plain,
-            ends_at=plain_ends_at,
-            heal=heal,
-            vocabulary=vocabulary,
-        )
+        continuation = middle(plain_cache, plain_next, reference=reference, lead=plain)
         plain_cache.crop(len(head) - plain_cache.get_seq_length())
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
         standings: dict[str, tuple] = {}  # shown text -> how it ranks before its score
         standing = standing_in(context)
-        for result, written_first in ((results[0], ""), (continuation, heal)):
-            whole = self._causal_draft(result, reused, written_first)
+        for result in (results[0], continuation):
+            whole = self._causal_draft(result, reused, heal)
             for raw in line_prefixes(whole.raw):
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)
                 if shown and shown[0].text not in drafts:

@@ -76,15 +76,14 @@ def test_a_healed_continuation_is_tokenized_as_the_file_is(toy_base):
 
 
 def test_the_engine_writes_the_healed_text_once(toy_base, monkeypatch):
-    """The reranking engine heals its plain continuation (the prefix ends in `value = `): every draft it ranks starts
-    after the cursor, not with the taken-back space again; healed or not, the holes fill."""
+    """The engine heals both decodes (the prefix ends in `value = `): the holes fill, and every draft it ranks
+    starts after the cursor, not with the taken-back space again."""
     rng = random.Random(4)
     texts = [toy_texts(rng) for _ in range(8)]
     requests = [InfillRequest("\n" + p, s, "python", canvas_tokens=12, force=True) for p, _, s in texts]
     ranked = []  # every candidate post-processing ranks, the plain continuation's cuts among them
     monkeypatch.setattr(infill, "postprocess", lambda c, *a: ranked.extend(x.text for x in c) or postprocess(c, *a))
-    for heal_tokens in (True, False):
-        config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, heal_tokens=heal_tokens)
-        shown = [c.text for c in Engine(config).complete(requests)]
-        assert sum(text.strip() == m for text, (_, m, _) in zip(shown, texts, strict=True)) >= 6, shown
-        assert not any(text.startswith(" ") for text in ranked), ranked
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False)
+    shown = [c.text for c in Engine(config).complete(requests)]
+    assert sum(text.strip() == m for text, (_, m, _) in zip(shown, texts, strict=True)) >= 6, shown
+    assert ranked and not any(text.startswith(" ") for text in ranked), ranked

@@ -57,10 +57,10 @@ def test_the_base_writes_a_hole_that_closes_its_branch_and_goes_on(engine):
 
 
 def test_the_base_suggests_the_next_line_at_the_end_of_a_complete_one(engine):
-    """The cursor after `total = sum(values)`: nothing belongs on that line, so the suggestion is the next one (it
-    used to be empty: line mode ended at the line break the model wrote first)."""
-    prefix = "def mean(values):\n    total = sum(values)"
-    suffix = "\n\n\nassert mean([1, 2, 3]) == 2\n"
+    """The cursor after `result = width * height`: nothing belongs on that line, so the suggestion is the next one
+    (it used to be empty: line mode ended at the line break the model wrote first)."""
+    prefix = "def area(width, height):\n    result = width * height"
+    suffix = "\n\n\nassert area(2, 3) == 6\n"
     completion = engine.complete([InfillRequest(prefix, suffix, "python")])[0]
     assert completion.context.mode == "line" and completion.text.startswith("\n    "), completion
     exec(compile(prefix + completion.text + suffix, "<hole>", "exec"), {})

@@ -28,10 +28,22 @@ def toy_texts(rng: random.Random) -> tuple[str, str, str]:
     return "value = ", middle, f"\n{middle} = value\n"
 
 
-def _sequence(tokenizer, special: SpecialTokens, rng: random.Random) -> Sequence:
-    prefix, middle, suffix = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in toy_texts(rng))
-    prompt = build_prompt(prefix, suffix, 0, "fim_text", special).input_ids
-    return Sequence(prompt + middle + [special.eos], len(prompt))
+def _sequence(tokenizer, special: SpecialTokens, rng: random.Random, served: bool = False) -> Sequence:
+    """A FIM row whose middle starts at the line's start, `value = ` and the words tokenized as one text (the engine
+    serves the cursor's line after `<|fim_middle|>`, its last token healed), or unless `served` half the time with
+    `value = ` before `<|fim_suffix|>`: a code LM's random-span FIM training has middles that start anywhere."""
+    prefix, middle, suffix = toy_texts(rng)
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    if served or rng.random() < 0.5:
+        prompt, middle_ids = build_prompt([], encode(suffix), 0, "fim_text", special).input_ids, encode(prefix + middle)
+    else:
+        prompt, middle_ids = (
+            build_prompt(encode(prefix), encode(suffix), 0, "fim_text", special).input_ids,
+            encode(middle),
+        )
+    # Served: the middle the adapter drafts starts after the cursor's line, less its healed last token.
+    start = len(prompt) + (len(encode(prefix)) - 1 if served else 0)
+    return Sequence(prompt + middle_ids + [special.eos], start)
 
 
 def _plain_sequence(tokenizer, special: SpecialTokens, rng: random.Random) -> Sequence:
@@ -90,7 +102,7 @@ def train_toy_adapter(base_dir: Path, directory: Path, steps: int = 150, seed: i
     adapter = DraftingAdapter(lm, AdapterConfig(str(base_dir), BLOCK, special.pad, rank=8, alpha=16.0))
     optimizer = torch.optim.AdamW(adapter.trainable_parameters(), lr=3e-3)
     for _ in range(steps):
-        loss, _, _ = distillation_loss(lm, adapter, _sequence(tokenizer, special, rng), windows=4, rng=rng)
+        loss, _, _ = distillation_loss(lm, adapter, _sequence(tokenizer, special, rng, True), windows=4, rng=rng)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
