@@ -134,7 +134,7 @@ def draft_middle(
 
     def open_heal(written: list[int]) -> tuple[int, ...] | None:  # the tokens allowed next while healing
         rest = still_to_write(heal, written, vocabulary) if heal and vocabulary else ""
-        return vocabulary.starts(rest) if rest else None
+        return (vocabulary.starts(rest) or None) if rest else None  # none agree (a rare character): free again
 
     def choose(probability: torch.Tensor, written: list[int]) -> int:  # the base's choice after `written`
         allowed = open_heal(written)

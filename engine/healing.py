@@ -41,10 +41,11 @@ class Vocabulary:
 
 def take_back(ids: list[int], vocabulary: Vocabulary) -> tuple[list[int], str]:
     """`ids` without its last token, and that token's text (what the middle must write first); nothing taken back
-    from an empty prompt or at a special token."""
-    if not ids or not vocabulary.text(ids[-1]):
+    from an empty prompt, at a special token, or at a part of a character (its text is not its bytes)."""
+    text = vocabulary.text(ids[-1]) if ids else ""
+    if not text or "\ufffd" in text:
         return ids, ""
-    return ids[:-1], vocabulary.text(ids[-1])
+    return ids[:-1], text
 
 
 def still_to_write(heal: str, written: Sequence[int], vocabulary: Vocabulary) -> str:

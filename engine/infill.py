@@ -442,7 +442,8 @@ class Engine:
     def _causal_draft(self, result: DraftResult, reused: int, healed: str = "") -> "_Draft":
         """A decoded middle as a draft (its seconds are set by the caller), without the `healed` text it wrote
         first (the prompt's last token, taken back: engine.healing)."""
-        text = self.loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)[len(healed) :]
+        text = self.loaded.tokenizer.decode(result.tokens, skip_special_tokens=True)
+        text = text.removeprefix(healed)
         # The prompt's forward writes the first token: counted as a step, a left-to-right model writes one a step.
         return _Draft(text, result.steps + 1, 0.0, result.confidence, reused, False, result.written, result.confidence)
 

@@ -30,6 +30,7 @@ def test_taking_back_the_last_token():
     assert take_back([1, 2], vocabulary) == ([1], ");")
     assert take_back([1, 0], vocabulary) == ([1, 0], "")  # a special token is never taken back
     assert take_back([], vocabulary) == ([], "")
+    assert take_back([1, 2], Vocabulary(["", "a", "\ufffd"])) == ([1, 2], "")  # part of a character's bytes
     assert still_to_write("    ", [5], vocabulary) == " "  # `   ` written, one space to go
     assert still_to_write("    ", [5, 6], vocabulary) == ""
 
