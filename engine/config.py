@@ -70,6 +70,10 @@ class EngineConfig:
     # break after it reads as the tokenizer reads a file. SantaCoder 79 -> 88 of 120 on the plain continuation,
     # 90 with the FIM middle (RESULTS.md); HumanEval's holes start lines, where nothing is taken back.
     heal_tokens: bool = True
+    # Causal families, an editor's keystroke: where the user typed the start of the suggestion shown for the previous
+    # request (same suffix), the rest of it is shown at once, without a forward, as Copilot-class tools keep ghost
+    # text the user types through. Off: every keystroke decodes afresh (with the prompt caches reused).
+    typeahead: bool = True
 
 
 Config = TypeVar("Config")

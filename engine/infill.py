@@ -54,7 +54,7 @@ class Completion:
     context: InfillContext
     warnings: list[str] = field(default_factory=list)
     reused_prompt_tokens: int = 0  # prompt tokens whose encoder cache came from the previous request
-    refined: bool = False  # started from the previous keystroke's suggestion instead of noise
+    refined: bool = False  # from the previous keystroke's suggestion (refined, or typed through: `typeahead`)
     tokens: int = 0  # tokens the model wrote (its end token included): tokens / steps is its parallelism
 
 
@@ -173,10 +173,12 @@ class Engine:
         self._prompt_cache: _PromptCache | None = None
         self._plain_cache: _PromptCache | None = None  # causal families' reranking: the file up to the cursor's line
         self._suggestion: _Suggestion | None = None
+        self._shown: tuple[InfillRequest, Completion] | None = None  # causal families: the last single request's
 
     def forget_previous(self) -> None:
-        """Make the next request start afresh: no prompt cache reuse, no refinement (benchmarks, tests)."""
-        self._prompt_cache, self._plain_cache, self._suggestion = None, None, None
+        """Make the next request start afresh: no prompt cache reuse, no refinement, no typeahead (benchmarks,
+        tests)."""
+        self._prompt_cache, self._plain_cache, self._suggestion, self._shown = None, None, None, None
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
@@ -218,6 +220,9 @@ class Engine:
         """Complete every request; those sharing a canvas size and step count are denoised together, each as
         `candidates` drafts (seeds `seed`, `seed + CANDIDATE_SEED_STRIDE`, ...) of which post-processing keeps the
         best. Order is kept."""
+        if len(requests) == 1 and (typed_through := self._typed_through(requests[0])) is not None:
+            self._shown = (requests[0], typed_through)
+            return [typed_through]
         seeds = seeds if seeds is not None else [self.config.seed] * len(requests)
         plans = [self.plan(r) for r in requests]
         drafts: list[list[_Draft]] = [[] for _ in requests]
@@ -234,7 +239,42 @@ class Engine:
             group = self._denoise_group(canvas, settings, rows, requests, plans, should_stop)
             for (index, _), row_drafts in zip(rows, group, strict=True):
                 drafts[index].extend(row_drafts)
-        return [self._best(request_drafts, *plan) for request_drafts, plan in zip(drafts, plans, strict=True)]
+        completions = [self._best(request_drafts, *plan) for request_drafts, plan in zip(drafts, plans, strict=True)]
+        self._shown = (requests[0], completions[0]) if len(requests) == 1 and self.drafter is not None else None
+        return completions
+
+    def _typed_through(self, request: InfillRequest) -> Completion | None:
+        """The rest of the previous request's suggestion, where the user has since typed its start and nothing else
+        changed (`typeahead`); None where a decode is needed. Without a forward, so a keystroke that agrees with
+        the ghost text costs only planning; the file it shows is the one shown before, already checked.
+
+        Kept whatever the new plan says (typing a suggested quote puts the cursor in a string, where a request
+        would stay quiet): the suggestion was judged worth showing at its start. A rest that is only whitespace
+        is not kept: what comes after it is decoded afresh (the next line)."""
+        if not self.config.typeahead or self._shown is None:
+            return None
+        began = time.perf_counter()
+        old, shown = self._shown
+        typed = request.prefix[len(old.prefix) :]
+        same_place = request.suffix == old.suffix and request.language == old.language
+        if not (typed and same_place and request.prefix.startswith(old.prefix) and shown.text.startswith(typed)):
+            return None
+        rest = shown.text[len(typed) :]
+        if not rest.strip():
+            return None
+        context, warnings = self.plan(request)
+        return dataclasses.replace(
+            shown,
+            text=rest,
+            raw_text=shown.raw_text.removeprefix(typed),
+            steps=0,
+            seconds=time.perf_counter() - began,
+            context=context,
+            warnings=warnings,
+            reused_prompt_tokens=0,
+            refined=True,
+            tokens=0,
+        )
 
     def _best(self, drafts: list["_Draft"], context: InfillContext, warnings: list[str]) -> Completion:
         """The completion to show: post-processing filters and ranks the drafts of one hole."""

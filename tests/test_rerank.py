@@ -7,6 +7,7 @@ On the micro Qwen2 of tests/toy_coder.py (trained on the toy task as FIM and as 
 - an engine that reranks (the default) still fills the toy holes.
 """
 
+import dataclasses
 import random
 
 import pytest
@@ -116,8 +117,8 @@ def test_drafts_that_cannot_be_shown_are_not_scored(toy_base, monkeypatch):
 
 def test_keystrokes_reuse_both_caches_exactly(toy_base):
     """An editor's requests reuse the FIM prompt's cache and the plain file's: the same middles as from scratch."""
-    engine = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False))
-    fresh = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False), engine.loaded)
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    engine, fresh = Engine(config), Engine(config)
     prefix, _, suffix = toy_texts(random.Random(5))
     for typed in ("", "g", "go"):
         request = InfillRequest("\n" + prefix + typed, suffix, "python", canvas_tokens=12, force=True)
@@ -126,3 +127,31 @@ def test_keystrokes_reuse_both_caches_exactly(toy_base):
         assert kept.text == fresh.complete([request])[0].text
         assert (kept.reused_prompt_tokens > 0) == bool(typed)
     assert engine._plain_cache is not None and engine._plain_cache.cache.get_seq_length() >= 1
+
+
+def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):
+    """`typeahead`: a keystroke that types the start of the shown suggestion gets the rest at once (not always what a
+    fresh decode there shows: benchmarks/keystroke.py counts how often); typing something else, a changed suffix, or
+    typeahead off decode again."""
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False)  # the toy is not Python
+    engine = Engine(config)
+    fresh = Engine(dataclasses.replace(config, typeahead=False), engine.loaded)
+    forwards = []
+    engine.loaded.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    prefix, middle, suffix = toy_texts(random.Random(5))
+
+    def typing(engine: Engine, typed: str, after: str = suffix) -> infill.Completion:
+        forwards.clear()
+        return engine.complete([InfillRequest("\n" + prefix + typed, after, "python", canvas_tokens=12, force=True)])[0]
+
+    shown = typing(engine, "").text
+    assert shown.strip() == middle and forwards
+    for typed in (shown[:1], shown[:2]):
+        kept = typing(engine, typed)
+        assert (kept.text, kept.steps, kept.refined, forwards) == (shown[len(typed) :], 0, True, [])
+    other = typing(engine, shown[:1] + "Q")
+    assert forwards and not other.refined
+    typing(engine, "")
+    assert typing(engine, shown[:1], suffix + "\n").refined is False and forwards
+    typing(fresh, "")
+    assert typing(fresh, shown[:1]).refined is False and forwards
