@@ -18,7 +18,7 @@ from tests.diffusion_checkpoints import save_trained, write_checkpoint
 from tests.toy_model import CANVAS, WORDS, toy_texts
 
 
-def train_toy_dream(directory: Path, steps: int = 600, seed: int = 0) -> Path:
+def train_toy_dream(directory: Path, steps: int = 1000, seed: int = 0) -> Path:
     corpus = ["".join(toy_texts(w)) for w in WORDS] * 20
     write_checkpoint(directory, "dream", corpus)
     loaded = load_model(str(directory), device="cpu")
