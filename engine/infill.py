@@ -107,6 +107,7 @@ class _PromptCache:
 
     prompt: Prompt
     cache: DynamicCache
+    next_logits: torch.Tensor | None = None  # causal families: the prediction after the prompt [V]
 
     def reusable_tokens(self, prompt: Prompt, sliding_window: int) -> int:
         """Length of the common (id, position) prefix, less one so at least one token is encoded."""
@@ -458,13 +459,20 @@ class Engine:
     def _prefill(self, prompt: Prompt, previous: "_PromptCache | None") -> tuple[torch.Tensor, "_PromptCache", int]:
         """A causal model's KV cache of `prompt`, reusing `previous` (the last keystroke's) up to the first changed
         token: the logits after the prompt [V], the cache, and the tokens reused. The cache is the base model's
-        own, so reuse is exact."""
+        own, so reuse is exact. The same prompt again (the file up to the cursor's line, keystroke after keystroke
+        on one line) reads nothing: its cache is cut back to it and its prediction kept."""
         reused, cache = 0, DynamicCache(config=self.loaded.model.config)
         if previous is not None:
+            if previous.prompt == prompt and previous.next_logits is not None:
+                length = len(prompt.input_ids)
+                if length < previous.cache.get_seq_length():  # a decode appended to it
+                    previous.cache.crop(length - previous.cache.get_seq_length())
+                return previous.next_logits, previous, length
             window = getattr(self.loaded.model.config, "sliding_window", None) or 1 << 30
             reused = previous.reusable_tokens(prompt, window)
             cache = previous.cache if reused else cache
-        return self.drafter.prefill(prompt.input_ids, cache, reused), _PromptCache(prompt, cache), reused
+        next_logits = self.drafter.prefill(prompt.input_ids, cache, reused)
+        return next_logits, _PromptCache(prompt, cache, next_logits), reused
 
     def _end_rule(self, context: InfillContext, healed: str = "") -> Callable[[list[int]], int | None]:
         """Where a middle is over that first writes `healed`, the end of the cursor's line the prompt left out."""

@@ -118,7 +118,8 @@ def test_drafts_that_cannot_be_shown_are_not_scored(toy_base, monkeypatch):
 def test_keystrokes_reuse_both_caches_exactly(toy_base):
     """An editor's requests reuse the FIM prompt's cache and the plain file's: the same middles as from scratch."""
     config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
-    engine, fresh = Engine(config), Engine(config)
+    engine = Engine(config)
+    fresh = Engine(config, engine.loaded)
     prefix, _, suffix = toy_texts(random.Random(5))
     for typed in ("", "g", "go"):
         request = InfillRequest("\n" + prefix + typed, suffix, "python", canvas_tokens=12, force=True)
@@ -127,6 +128,12 @@ def test_keystrokes_reuse_both_caches_exactly(toy_base):
         assert kept.text == fresh.complete([request])[0].text
         assert (kept.reused_prompt_tokens > 0) == bool(typed)
     assert engine._plain_cache is not None and engine._plain_cache.cache.get_seq_length() >= 1
+    forwards = []
+    engine.loaded.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    again = engine.complete([request])[0]  # the same prompts again: their predictions are kept, nothing is read
+    reading, forwards[:] = len(forwards), []
+    fresh.forget_previous()
+    assert again.text == fresh.complete([request])[0].text and reading < len(forwards)
 
 
 def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):
