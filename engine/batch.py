@@ -116,12 +116,24 @@ def split_holes(text: str, marker: str = HOLE_MARKER) -> list[str]:
     return pieces
 
 
-def holes_as_tasks(pieces: list[str], name: str, language: str | None) -> list[Task]:
-    """Each hole sees the whole file around it (the other markers removed)."""
-    return [
-        Task(f"{name}#{i + 1}", "".join(pieces[: i + 1]), "".join(pieces[i + 1 :]), language)
-        for i in range(len(pieces) - 1)
-    ]
+def fill_in_order(
+    engine: Engine,
+    pieces: list[str],
+    name: str,
+    language: str | None,
+    seed: int,
+    on_each: Callable[[Task, Completion], None],
+) -> str:
+    """The file with each hole filled in file order: a hole's prefix holds the earlier holes' fills (as for an
+    editor user who accepted them, so a later hole reads code, not a line cut off where a marker was) and its
+    suffix the rest of the file, the later markers removed."""
+    text = pieces[0]
+    for number, piece in enumerate(pieces[1:], start=1):
+        task = Task(f"{name}#{number}", text, "".join(pieces[number:]), language)
+        completion = complete_tasks(engine, [task], seed)[0]
+        on_each(task, completion)
+        text += completion.text + piece
+    return text
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -26,7 +26,7 @@ from engine.batch import (
     RowSink,
     Task,
     complete_tasks,
-    holes_as_tasks,
+    fill_in_order,
     is_jsonl,
     progress_bar,
     read_jsonl_tasks,
@@ -99,19 +99,24 @@ def cmd_infill(args: argparse.Namespace) -> int:
     # editor shows nothing there instead); `--set drop_syntax_errors=true` asks for the editor's behaviour.
     settings = {"model": args.model, "seed": args.seed, "drop_syntax_errors": False}
     config = with_overrides({**settings, **parse_assignments(args.set or [])})
-    run = _runner(args)
     if args.input and not is_jsonl(source):
+        if args.ray is not None:
+            raise ConfigError("a marked file's holes fill in order in one process: --ray is for JSONL and --repo")
         pieces = split_holes(read_source(source), args.hole_marker)
-        tasks = holes_as_tasks(pieces, source.name, args.language or language_from_path(str(source)))
-        filled: dict[str, str] = {}
-        run(config, tasks, args, lambda rows: filled.update({r["task_id"]: r["completion"] for r in rows}))
-        text = pieces[0] + "".join(filled[t.task_id] + piece for t, piece in zip(tasks, pieces[1:], strict=True))
+        language = args.language or language_from_path(str(source))
+
+        def explain(task: Task, completion: Completion) -> None:
+            if args.explain:
+                print(_explain(task, completion), file=sys.stderr)
+
+        text = fill_in_order(Engine(config), pieces, source.name, language, args.seed, explain)
         if output is None:
             sys.stdout.write(text)
         else:
             write_atomically(output, text)
         return 0
 
+    run = _runner(args)
     bad: list[BadLine] = []
     tasks = []
     if args.repo:

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
+from engine.batch import Task, fill_in_order
 from engine.cli import main
+from engine.config import EngineConfig
+from engine.infill import Completion, Engine
 from tests.toy_model import toy_texts
 
 
@@ -109,6 +112,22 @@ def test_source_file_holes_are_filled_and_printed(toy_checkpoint, tmp_path, caps
     assert captured.out == "value = juliet\njuliet = value\n"
     assert "mode=" in captured.err and "canvas=" in captured.err
     assert source.read_text() == "value = <FILL>\njuliet = value\n"
+
+
+def test_source_file_holes_fill_in_order_each_reading_the_earlier_fills(toy_checkpoint, tmp_path, capsys):
+    pieces = ["value = ", "\njuliet = value\nother = ", "\necho = other\n"]
+    seen: list[tuple[Task, Completion]] = []
+    engine = Engine(EngineConfig(model=str(toy_checkpoint), device="cpu", drop_syntax_errors=False))
+    text = fill_in_order(engine, pieces, "f.py", "python", 0, lambda *done: seen.append(done))
+    (first, filled), (second, _) = seen
+    assert filled.text  # a fill the second hole must read
+    assert first == Task("f.py#1", "value = ", pieces[1] + pieces[2], "python")
+    assert second == Task("f.py#2", "value = " + filled.text + pieces[1], pieces[2], "python")
+    assert text.startswith(second.prefix) and text.endswith(pieces[2])
+    source = tmp_path / "two.py"
+    source.write_text("<FILL>".join(pieces))
+    assert main(["infill", "--input", str(source), "--model", str(toy_checkpoint), "--ray", "auto"]) == 2
+    assert "fill in order" in capsys.readouterr().err
 
 
 def test_source_file_output_is_written_atomically(toy_checkpoint, tmp_path):
