@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -21,7 +22,7 @@ from engine.coder import LOOKUP_NGRAM, Drafter, DraftResult, DraftSettings, draf
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import SAMPLERS, DenoiseSettings, denoise
-from engine.errors import ConfigError, InputError
+from engine.errors import Cancelled, ConfigError, InputError
 from engine.families import CanvasEdits, CanvasModel
 from engine.families.block_diffusion import BlockDiffusion
 from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
@@ -117,6 +118,9 @@ class _PromptCache:
         new = list(zip(prompt.input_ids, prompt.position_ids, strict=True))
         common = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
         return min(common, len(prompt.input_ids) - 1)
+
+
+PromptSlot = Literal["_prompt_cache", "_plain_cache"]  # the Engine attributes that keep a keystroke's caches
 
 
 class Engine:
@@ -376,9 +380,7 @@ class Engine:
         """
         began = time.perf_counter()
         prompt, heal = self._fim_prompt(context, canvas)
-        next_logits, fim, reused = self._prefill(prompt, self._prompt_cache if single else None)
-        if single:
-            self._prompt_cache = fim  # decoding appends to its cache; the next prefill crops it
+        next_logits, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop)
         middle = functools.partial(
             draft_middle,
             self.drafter,
@@ -392,7 +394,7 @@ class Engine:
         results = [middle(fim.cache, next_logits, reference=prompt.input_ids, lead=prompt.input_ids)]
         drafts = []
         if self.config.rerank:
-            drafts = self._reranked(context, prompt, results, reused, single, middle, heal)
+            drafts = self._reranked(context, prompt, results, reused, single, middle, heal, should_stop)
         seconds = time.perf_counter() - began
         if not drafts:  # no reranking, or nothing survives post-processing: the FIM middle stands for the hole
             return [dataclasses.replace(self._causal_draft(results[0], reused, heal), seconds=seconds)]
@@ -407,6 +409,7 @@ class Engine:
         single: bool,
         middle: Callable,
         heal: str,
+        should_stop: Callable[[], bool] | None,
     ) -> list["_Draft"]:
         """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
         both as a draft scored by engine.rerank; none where no line precedes the cursor's (nothing to read the file
@@ -422,9 +425,7 @@ class Engine:
         if not head:
             return []
         head_prompt = Prompt(head, list(range(len(head))), len(head))
-        head_next, file_head, _ = self._prefill(head_prompt, self._plain_cache if single else None)
-        if single:
-            self._plain_cache = file_head
+        head_next, file_head, _ = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
         line_ids, _ = self._cursor_line(context)
         plain_cache, plain = file_head.cache, head + line_ids
         plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_ids else head_next
@@ -452,15 +453,20 @@ class Engine:
         ]
         scores = [0.0] * len(contenders)
         if len(contenders) > 1:
-            scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations)
+            scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations, should_stop)
         scored = dict(zip(contenders, scores, strict=True))
         return [dataclasses.replace(d, score=scored.get(text, -math.inf)) for text, d in drafts.items()]
 
-    def _prefill(self, prompt: Prompt, previous: "_PromptCache | None") -> tuple[torch.Tensor, "_PromptCache", int]:
-        """A causal model's KV cache of `prompt`, reusing `previous` (the last keystroke's) up to the first changed
-        token: the logits after the prompt [V], the cache, and the tokens reused. The cache is the base model's
-        own, so reuse is exact. The same prompt again (the file up to the cursor's line, keystroke after keystroke
-        on one line) reads nothing: its cache is cut back to it and its prediction kept."""
+    def _prefill(
+        self, prompt: Prompt, slot: PromptSlot | None, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[torch.Tensor, "_PromptCache", int]:
+        """A causal model's KV cache of `prompt`, reusing the one the last keystroke left in `slot` (None: a batch,
+        which keeps nothing) up to the first changed token: the logits after the prompt [V], the cache, and the
+        tokens reused. The cache is the base model's own, so reuse is exact. The same prompt again (the file up to
+        the cursor's line, keystroke after keystroke on one line) reads nothing: its cache is cut back to it and
+        its prediction kept. A cancelled prefill leaves what it read in `slot`, so the keystroke that cancelled
+        it goes on from there instead of reading the file again."""
+        previous: _PromptCache | None = getattr(self, slot) if slot else None
         reused, cache = 0, DynamicCache(config=self.loaded.model.config)
         if previous is not None:
             if previous.prompt == prompt and previous.next_logits is not None:
@@ -471,8 +477,18 @@ class Engine:
             window = getattr(self.loaded.model.config, "sliding_window", None) or 1 << 30
             reused = previous.reusable_tokens(prompt, window)
             cache = previous.cache if reused else cache
-        next_logits = self.drafter.prefill(prompt.input_ids, cache, reused)
-        return next_logits, _PromptCache(prompt, cache, next_logits), reused
+        try:
+            next_logits = self.drafter.prefill(prompt.input_ids, cache, reused, should_stop)
+        except Cancelled:
+            if slot:
+                read = cache.get_seq_length()
+                partial = Prompt(prompt.input_ids[:read], prompt.position_ids[:read], prompt.canvas_start)
+                setattr(self, slot, _PromptCache(partial, cache))
+            raise
+        kept = _PromptCache(prompt, cache, next_logits)
+        if slot:
+            setattr(self, slot, kept)  # decoding appends to its cache; the next prefill crops it
+        return next_logits, kept, reused
 
     def _end_rule(self, context: InfillContext, healed: str = "") -> Callable[[list[int]], int | None]:
         """Where a middle is over that first writes `healed`, the end of the cursor's line the prompt left out."""

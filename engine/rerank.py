@@ -9,9 +9,13 @@ the plain file left to right: a middle that makes the code after it likely is on
 benchmarks/RESULTS.md.
 """
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache
+
+from engine.errors import Cancelled
 
 
 def line_prefixes(text: str) -> list[str]:
@@ -27,7 +31,11 @@ def line_prefixes(text: str) -> list[str]:
 
 @torch.inference_mode()
 def file_log_likelihoods(
-    lm: nn.Module, cache: DynamicCache, next_logits: torch.Tensor, continuations: list[list[int]]
+    lm: nn.Module,
+    cache: DynamicCache,
+    next_logits: torch.Tensor,
+    continuations: list[list[int]],
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[float]:
     """log P(continuation | the text in `cache`) for each continuation (a middle and the suffix's first tokens),
     summed over its tokens.
@@ -36,6 +44,7 @@ def file_log_likelihoods(
     model's prediction after that text. The candidates are mostly cuts of two middles, so they share long token
     prefixes: taken in sorted order, each forwards only what follows the prefix it shares with the one before
     (whose keys stay cached and whose token log-probabilities are kept), instead of one whole forward each.
+    `should_stop()` is asked before each forward (raising Cancelled); the cache is left as it came either way.
     """
     past = cache.get_seq_length()
     first = next_logits.float().log_softmax(-1)  # [V]
@@ -46,6 +55,9 @@ def file_log_likelihoods(
         ids = continuations[index]
         if not ids:
             continue
+        if should_stop is not None and should_stop():
+            cache.crop(past - cache.get_seq_length())
+            raise Cancelled("reranking cancelled")
         shared = next(
             (t for t, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b), min(len(cached), len(ids))
         )

@@ -15,8 +15,9 @@ import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from engine import infill
+from engine import coder, infill
 from engine.config import EngineConfig
+from engine.errors import Cancelled
 from engine.infill import Engine, InfillRequest
 from engine.rerank import file_log_likelihoods, line_prefixes
 from tests.toy_coder import WORDS, toy_texts, train_toy_base
@@ -93,7 +94,7 @@ def test_a_reranking_engine_fills_the_toy_holes(toy_base, monkeypatch):
     engine = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False))
     assert engine.config.rerank
     scored = []  # a spy on the scorer: the engine reranks only where a line precedes the cursor's
-    monkeypatch.setattr(infill, "file_log_likelihoods", lambda *a: scored.append(a[-1]) or file_log_likelihoods(*a))
+    monkeypatch.setattr(infill, "file_log_likelihoods", lambda *a: scored.append(a[3]) or file_log_likelihoods(*a))
     rng = random.Random(1)
     texts = [toy_texts(rng) for _ in range(12)]
     requests = [InfillRequest("\n" + p, s, "python", canvas_tokens=12, force=True) for p, _, s in texts]
@@ -108,7 +109,7 @@ def test_drafts_that_cannot_be_shown_are_not_scored(toy_base, monkeypatch):
     here every draft but the first stands worse (a stand-in for "adds a syntax error"), so nothing is scored."""
     engine = Engine(EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False))
     scored, seen = [], []
-    monkeypatch.setattr(infill, "file_log_likelihoods", lambda *a: scored.append(a[-1]) or file_log_likelihoods(*a))
+    monkeypatch.setattr(infill, "file_log_likelihoods", lambda *a: scored.append(a[3]) or file_log_likelihoods(*a))
     monkeypatch.setattr(infill, "standing_in", lambda context: lambda c: (seen.append(c.text) or c.text != seen[0],))
     prefix, _, suffix = toy_texts(random.Random(3))
     engine.complete([InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)])
@@ -134,6 +135,25 @@ def test_keystrokes_reuse_both_caches_exactly(toy_base):
     reading, forwards[:] = len(forwards), []
     fresh.forget_previous()
     assert again.text == fresh.complete([request])[0].text and reading < len(forwards)
+
+
+def test_a_cancelled_prefill_keeps_what_it_read_for_the_next_keystroke(toy_base, monkeypatch):
+    """A keystroke that supersedes a long prefill waits for one chunk of it, not all of it, and the next request
+    goes on from the chunks already read: the same middle as from scratch."""
+    monkeypatch.setattr(coder, "PREFILL_CHUNK", 4)
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    engine = Engine(config)
+    fresh = Engine(config, engine.loaded)
+    prefix, _, suffix = toy_texts(random.Random(7))
+    request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
+    asked = []
+    with pytest.raises(Cancelled):
+        engine.complete([request], should_stop=lambda: asked.append(1) or len(asked) > 2)
+    assert len(asked) == 3 and engine._prompt_cache.cache.get_seq_length() == 12  # three chunks read
+    from_scratch = fresh.complete([request])[0]
+    assert engine._prompt_cache.prompt.input_ids == fresh._prompt_cache.prompt.input_ids[:12]
+    resumed = engine.complete([request])[0]
+    assert resumed.reused_prompt_tokens == 12 and resumed.text == from_scratch.text
 
 
 def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):
