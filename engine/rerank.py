@@ -51,26 +51,27 @@ def file_log_likelihoods(
     scores = [0.0] * len(continuations)
     cached: list[int] = []  # the continuation whose keys follow `past` in the cache
     token_scores: list[float] = []  # log P(cached[t] | text, cached[:t])
-    for index in sorted(range(len(continuations)), key=continuations.__getitem__):
-        ids = continuations[index]
-        if not ids:
-            continue
-        if should_stop is not None and should_stop():
-            cache.crop(past - cache.get_seq_length())
-            raise Cancelled("reranking cancelled")
-        shared = next(
-            (t for t, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b), min(len(cached), len(ids))
-        )
-        # The logits that score ids[shared] come from the token before it: re-read that one (or start afresh).
-        kept = max(0, shared - 1)
-        cache.crop(past + kept - cache.get_seq_length())
-        tokens = torch.tensor([ids[kept:]], device=next_logits.device)  # [1, T - kept]
-        positions = torch.arange(past + kept, past + len(ids), device=next_logits.device)[None]
-        logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, :-1]  # [T-kept-1, V]
-        new = logits.float().log_softmax(-1).gather(1, tokens[0, 1:, None])[:, 0].tolist()  # ids[kept + 1:]
-        token_scores = token_scores[: kept + 1] if kept else [float(first[ids[0]])]
-        token_scores += new
-        cached = ids
-        scores[index] = sum(token_scores)
-    cache.crop(past - cache.get_seq_length())
+    try:
+        for index in sorted(range(len(continuations)), key=continuations.__getitem__):
+            ids = continuations[index]
+            if not ids:
+                continue
+            if should_stop is not None and should_stop():
+                raise Cancelled("reranking cancelled")
+            shared = next(
+                (t for t, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b), min(len(cached), len(ids))
+            )
+            # The logits that score ids[shared] come from the token before it: re-read that one (or start afresh).
+            kept = max(0, shared - 1)
+            cache.crop(past + kept - cache.get_seq_length())
+            tokens = torch.tensor([ids[kept:]], device=next_logits.device)  # [1, T - kept]
+            positions = torch.arange(past + kept, past + len(ids), device=next_logits.device)[None]
+            logits = lm(input_ids=tokens, position_ids=positions, past_key_values=cache).logits[0, :-1]  # [T-kept-1, V]
+            new = logits.float().log_softmax(-1).gather(1, tokens[0, 1:, None])[:, 0].tolist()  # ids[kept + 1:]
+            token_scores = token_scores[: kept + 1] if kept else [float(first[ids[0]])]
+            token_scores += new
+            cached = ids
+            scores[index] = sum(token_scores)
+    finally:  # cancelled or not, the cache holds only the text before the continuations again
+        cache.crop(past - cache.get_seq_length())
     return scores

@@ -70,6 +70,20 @@ def test_the_score_is_the_whole_files_log_likelihood(toy_base):
         assert score == pytest.approx(reference, abs=1e-3)
 
 
+def test_a_cancelled_scoring_leaves_the_cache_as_it_came(toy_base):
+    """A newer keystroke stops the scorer between candidates; the plain file's cache is then still the file's."""
+    lm = Qwen2ForCausalLM.from_pretrained(str(toy_base)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(toy_base))
+    cache = DynamicCache(config=lm.config)
+    with torch.inference_mode():
+        next_logits = lm(input_ids=torch.tensor([_encode(tokenizer, "value")]), past_key_values=cache).logits[0, -1]
+    past, asked = cache.get_seq_length(), []
+    continuations = [_encode(tokenizer, f" = {word}") for word in WORDS[:3]]
+    with pytest.raises(Cancelled):
+        file_log_likelihoods(lm, cache, next_logits, continuations, lambda: asked.append(1) or len(asked) > 1)
+    assert len(asked) == 2 and cache.get_seq_length() == past
+
+
 def _true_middle_ranks_first(model_dir, untrained: bool = False) -> int:
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     lm = Qwen2ForCausalLM.from_pretrained(str(model_dir)).eval()
