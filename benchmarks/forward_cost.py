@@ -11,14 +11,23 @@ process. Speed is worth having only at equal quality, so each int8 arm also repo
 token equals fp32's over a real source file (the engine's own `engine/infill.py`): read in one forward of 400
 tokens (one activation scale for all of them, as a prefill or a reranking forward reads), and token by token over
 a KV cache for 200 tokens (as decoding reads).
+
+`--gguf FILE` adds llama.cpp on a GGUF file (the fetched base's Q4_K_M is in the download, not the cache: see
+RESULTS.md), and `--requantize q8_0,q4_0` that file requantized by llama.cpp, with the same figures and the cost of
+reading a prompt (prefill, ms a token). It needs llama-cpp-python, which compiles llama.cpp (12 minutes on CPU-2):
+`pip install llama-cpp-python==0.3.36`.
 """
 
 import argparse
 import copy
+import ctypes
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache
@@ -83,6 +92,84 @@ def agreement(lm: nn.Module, ids: torch.Tensor, references: dict) -> tuple[float
 
 
 STEPWISE_FROM, STEPWISE_END = 200, 400  # token-by-token agreement over these positions
+PREFILL_TOKENS = (128, 512)  # prompt lengths whose reading is timed
+
+
+class LlamaCpp:
+    """A GGUF file in llama.cpp (llama-cpp-python's low-level API) with one sequence: forwards over a KV cache."""
+
+    def __init__(self, gguf: Path, threads: int):
+        import llama_cpp
+
+        self.native = native = llama_cpp
+        native.llama_backend_init()
+        self._quiet = native.llama_log_callback(lambda level, text, data: None)
+        native.llama_log_set(self._quiet, ctypes.c_void_p(0))
+        self.model = native.llama_model_load_from_file(str(gguf).encode(), native.llama_model_default_params())
+        params = native.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = 2048, 512, 512
+        params.n_threads = params.n_threads_batch = threads
+        self.context = native.llama_init_from_model(self.model, params)
+        self.vocab = native.llama_vocab_n_tokens(native.llama_model_get_vocab(self.model))
+        self.batch, self.length = native.llama_batch_init(512, 0, 1), 0
+
+    def forward(self, ids: list[int], all_rows: bool = True) -> torch.Tensor:
+        """Logits after each of `ids` [T, V] (or after the last [1, V]), read after the cached tokens."""
+        batch = self.batch
+        batch.n_tokens = len(ids)
+        for i, token in enumerate(ids):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, self.length + i, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, all_rows or i == len(ids) - 1
+        assert self.native.llama_decode(self.context, batch) == 0
+        self.length += len(ids)
+        rows = len(ids) if all_rows else 1
+        logits = np.ctypeslib.as_array(self.native.llama_get_logits(self.context), (rows, self.vocab))
+        return torch.from_numpy(logits.copy())  # [rows, V]: the context reuses its buffer
+
+    def crop(self, length: int) -> None:
+        self.native.llama_memory_seq_rm(self.native.llama_get_memory(self.context), 0, length, -1)
+        self.length = length
+
+
+def llama_cpp_figures(lm: LlamaCpp, ids: torch.Tensor, counts: list[int], references: dict) -> dict:
+    """The same figures for llama.cpp: ms a forward of N new tokens, prefill ms a token, agreement."""
+    prompt = ids[0].tolist()
+    times = {}
+    for n in counts:
+        lm.crop(0)
+        lm.forward(prompt[:PROMPT_TOKENS], all_rows=False)
+        runs = []
+        for _ in range(5):
+            began = time.perf_counter()
+            lm.forward([7] * n)
+            runs.append(1000 * (time.perf_counter() - began))
+            lm.crop(PROMPT_TOKENS)
+        times[n] = statistics.median(runs)
+    lm.crop(0)
+    whole = lm.forward(prompt).argmax(-1)  # [T]
+    lm.crop(0)
+    lm.forward(prompt[:STEPWISE_FROM], all_rows=False)
+    stepwise = torch.stack([lm.forward([token])[0].argmax() for token in prompt[STEPWISE_FROM:STEPWISE_END]])
+    agree = (
+        float((whole == references["whole"]).float().mean()),
+        float((stepwise == references["stepwise"]).float().mean()),
+    )
+    return {
+        "times": times,
+        "prefill": prefill_ms(lambda chunk: (lm.crop(0), lm.forward(chunk, False)), prompt),
+        "agree": agree,
+    }
+
+
+def prefill_ms(read: Callable[[list[int]], object], prompt: list[int]) -> dict[int, float]:
+    """ms a token to read the first N tokens of `prompt` in one forward, for N in PREFILL_TOKENS (repeated to N)."""
+    timed = {}
+    for n in PREFILL_TOKENS:
+        chunk = (prompt * (n // len(prompt) + 1))[:n]
+        began = time.perf_counter()
+        read(chunk)
+        timed[n] = 1000 * (time.perf_counter() - began) / n
+    return timed
 
 
 def main() -> None:
@@ -90,6 +177,8 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tokens", default="1,5,9")
+    parser.add_argument("--gguf", type=Path, help="also llama.cpp on this GGUF file (needs llama-cpp-python)")
+    parser.add_argument("--requantize", default="", help="and on it requantized by llama.cpp: q8_0, q4_0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     counts = [int(n) for n in args.tokens.split(",")]
@@ -99,7 +188,16 @@ def main() -> None:
     ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"][:400]])
     references = {"whole": greedy_tokens(lm, ids), "stepwise": greedy_tokens(lm, ids[:, :STEPWISE_END], STEPWISE_FROM)}
     arms = {"fp32": {n: median_ms(lm, n) for n in counts}}
+    with torch.inference_mode():
+        prefills = {
+            "fp32": prefill_ms(lambda chunk: lm(input_ids=torch.tensor([chunk]), logits_to_keep=1), ids[0].tolist())
+        }
     agreements = {}
+    if args.gguf:
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, gguf in gguf_arms(args.gguf, args.requantize, Path(scratch)):
+                figures = llama_cpp_figures(LlamaCpp(gguf, args.threads), ids, counts, references)
+                arms[name], prefills[name], agreements[name] = figures["times"], figures["prefill"], figures["agree"]
     for name, keep in (("dynamic int8, every Linear", ()), ("int8-dynamic (the engine's)", CAUSAL_KEEP_FP32)):
         quantized = quantize_causal(copy.deepcopy(lm), keep)
         arms[name] = {n: median_ms(quantized, n) for n in counts}
@@ -116,11 +214,29 @@ def main() -> None:
     for name, times in arms.items():
         cells = ", ".join(f"{n} new {times[n]:.0f} ms ({fp32[n] / times[n]:.2f}x fp32's speed)" for n in counts)
         print(f"  {name}: {cells}")
+    for name, per_token in prefills.items():
+        cells = ", ".join(f"{n} tokens {ms:.1f} ms a token" for n, ms in per_token.items())
+        print(f"  {name}: reading a prompt in one forward, {cells}")
     for name, (whole, stepwise) in agreements.items():
         print(
             f"  {name}: greedy next token equal to fp32's {100 * whole:.1f} % in one forward of {ids.shape[1]} "
             f"tokens, {100 * stepwise:.1f} % token by token over {STEPWISE_END - STEPWISE_FROM}"
         )
+
+
+def gguf_arms(gguf: Path, requantize: str, scratch: Path) -> list[tuple[str, Path]]:
+    """(arm name, file): `gguf` itself, and each type in `requantize` written by llama.cpp into `scratch`."""
+    import llama_cpp
+
+    arms = [(f"llama.cpp, {gguf.name}", gguf)]
+    for kind in filter(None, requantize.split(",")):
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
+        params.allow_requantize = True
+        out = scratch / f"{kind}.gguf"
+        assert llama_cpp.llama_model_quantize(str(gguf).encode(), str(out).encode(), ctypes.byref(params)) == 0
+        arms.append((f"llama.cpp, {gguf.name} requantized to {kind}", out))
+    return arms
 
 
 if __name__ == "__main__":
