@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache
 
-from engine.errors import Cancelled
+from engine.errors import stop_if_asked
 from engine.healing import Vocabulary, still_to_write
 from engine.models.gated_lora import DraftingAdapter
 from engine.postprocess.base import first_code_line, indent_width, scope_floor
@@ -80,8 +80,8 @@ class Drafter:
         if cached_tokens < cache.get_seq_length():
             cache.crop(cached_tokens - cache.get_seq_length())
         for start in range(cached_tokens, len(input_ids), PREFILL_CHUNK):
-            if start > cached_tokens and should_stop is not None and should_stop():
-                raise Cancelled("prefill cancelled")
+            if start > cached_tokens:
+                stop_if_asked(should_stop, "prefill")
             end = min(start + PREFILL_CHUNK, len(input_ids))
             ids = torch.tensor([input_ids[start:end]], device=self.lm.device)  # [1, chunk]
             positions = torch.arange(start, end, device=self.lm.device)[None]
@@ -172,8 +172,7 @@ def draft_middle(
     pending_probability = [float(first[pending[0]])] + [1.0] * (len(pending) - 1)  # a draft's: replaced once verified
     steps = 0
     while True:
-        if should_stop is not None and should_stop():
-            raise Cancelled("drafting cancelled")
+        stop_if_asked(should_stop, "drafting")
         if (end := ends_at(kept + pending[:1])) is not None or len(kept) + 1 >= max_tokens:
             kept.append(pending[0])  # the base's own token needs no forward to be kept
             probabilities.append(pending_probability[0])

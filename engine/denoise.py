@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from engine.errors import Cancelled
+from engine.errors import stop_if_asked
 from engine.families import CanvasEdits, CanvasModel
 from engine.families.diffusion_gemma import DiffusionGemma
 from engine.prompt import PromptBatch
@@ -195,8 +195,7 @@ def _refine(
     steps, confidence = [settings.max_steps] * bsz, [0.0] * bsz
 
     for step in range(settings.max_steps):
-        if should_stop is not None and should_stop():
-            raise Cancelled("denoising cancelled")
+        stop_if_asked(should_stop, "denoising")
         logits = family.canvas_logits(state, canvas, positions, previous_logits)  # [b, S, V]
         noise_tokens = canvas if settings.no_copy_noise and not masked else None
         last = step == settings.max_steps - 1

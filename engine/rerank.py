@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache
 
-from engine.errors import Cancelled
+from engine.errors import stop_if_asked
 
 
 def line_prefixes(text: str) -> list[str]:
@@ -56,8 +56,7 @@ def file_log_likelihoods(
             ids = continuations[index]
             if not ids:
                 continue
-            if should_stop is not None and should_stop():
-                raise Cancelled("reranking cancelled")
+            stop_if_asked(should_stop, "reranking")
             shared = next(
                 (t for t, (a, b) in enumerate(zip(cached, ids, strict=False)) if a != b), min(len(cached), len(ids))
             )
