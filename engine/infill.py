@@ -5,6 +5,7 @@ lays out the prompt (engine.prompt), denoises requests that share a canvas size 
 and cleans and ranks what the model wrote (engine.postprocess).
 """
 
+import copy
 import dataclasses
 import functools
 import math
@@ -368,6 +369,16 @@ class Engine:
         ids = ids + line_ids
         return Prompt(ids, list(range(len(ids))), len(ids)), heal
 
+    def _file_head(self, context: InfillContext, fim_ids: list[int]) -> list[int]:
+        """The file before the cursor's line as the plain continuation and the reranker read it: the FIM prompt's
+        own start (`<|fim_prefix|>` and the head) where the model has FIM tokens, so that one prefill serves both
+        decodes (a file's first request read its head twice: ~7 of 19 s on CPU-2, RESULTS.md); the head alone
+        where it has none."""
+        head, special = self._head(context), self.loaded.special
+        if not head or None in (special.fim_prefix, special.fim_middle, special.fim_suffix):
+            return head
+        return fim_ids[: fim_ids.index(special.fim_prefix) + 1 + len(head)]
+
     def _draft(self, canvas: int, request: InfillRequest, context: InfillContext, single: bool, should_stop):
         """A causal model's drafts for one hole (left to right, or drafting blocks with blockfill-coder's adapter):
         its FIM middle, and with `rerank` also the plain continuation of the prefix, each cut at every line end and
@@ -380,7 +391,12 @@ class Engine:
         """
         began = time.perf_counter()
         prompt, heal = self._fim_prompt(context, canvas)
-        next_logits, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop)
+        file_head = None
+        if self.config.rerank and (head := self._file_head(context, prompt.input_ids)):
+            head_prompt = Prompt(head, list(range(len(head))), len(head))
+            file_head = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
+        start = file_head[1] if file_head is not None else None
+        next_logits, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop, start)
         middle = functools.partial(
             draft_middle,
             self.drafter,
@@ -393,8 +409,8 @@ class Engine:
         )
         results = [middle(fim.cache, next_logits, reference=prompt.input_ids, lead=prompt.input_ids)]
         drafts = []
-        if self.config.rerank:
-            drafts = self._reranked(context, prompt, results, reused, single, middle, heal, should_stop)
+        if file_head is not None:
+            drafts = self._reranked(context, prompt, file_head, results, reused, middle, heal, should_stop)
         seconds = time.perf_counter() - began
         if not drafts:  # no reranking, or nothing survives post-processing: the FIM middle stands for the hole
             return [dataclasses.replace(self._causal_draft(results[0], reused, heal), seconds=seconds)]
@@ -404,30 +420,28 @@ class Engine:
         self,
         context: InfillContext,
         prompt: Prompt,
+        file_head: tuple[torch.Tensor, "_PromptCache", int],
         results: list[DraftResult],
         reused: int,
-        single: bool,
         middle: Callable,
         heal: str,
         should_stop: Callable[[], bool] | None,
     ) -> list["_Draft"]:
         """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
-        both as a draft scored by engine.rerank; none where no line precedes the cursor's (nothing to read the file
-        from) or no cut survives post-processing. Lookup drafts for the plain continuation come from the FIM
-        middle (the two often start alike) and then the FIM prompt. Like the FIM middle, it starts after the
-        cursor's line less its last token and writes that token's text, `heal`, first.
+        both as a draft scored by engine.rerank; none where no cut survives post-processing. Lookup drafts for the
+        plain continuation come from the FIM middle (the two often start alike) and then the FIM prompt. Like the
+        FIM middle, it starts after the cursor's line less its last token and writes that token's text, `heal`,
+        first.
 
-        Reranking reads the file up to the cursor's line from a cache, and each candidate with the cursor line's
-        start before it, so that no token is split at the cursor (`return ` + `x` is not how `return x` tokenizes).
+        Reranking reads the file up to the cursor's line from `file_head` (`_prefill`'s of `_file_head`), and each
+        candidate with the cursor line's start before it, so that no token is split at the cursor (`return ` + `x`
+        is not how `return x` tokenizes).
         """
         line_before = last_line(context.prefix)
-        head = self._head(context)
-        if not head:
-            return []
-        head_prompt = Prompt(head, list(range(len(head))), len(head))
-        head_next, file_head, _ = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
+        head_next, head_cache, _ = file_head
+        head = head_cache.prompt.input_ids
         line_ids, _ = self._cursor_line(context)
-        plain_cache, plain = file_head.cache, head + line_ids
+        plain_cache, plain = head_cache.cache, head + line_ids
         plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_ids else head_next
         reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
         continuation = middle(plain_cache, plain_next, reference=reference, lead=plain)
@@ -458,27 +472,39 @@ class Engine:
         return [dataclasses.replace(d, score=scored.get(text, -math.inf)) for text, d in drafts.items()]
 
     def _prefill(
-        self, prompt: Prompt, slot: PromptSlot | None, should_stop: Callable[[], bool] | None = None
+        self,
+        prompt: Prompt,
+        slot: PromptSlot | None,
+        should_stop: Callable[[], bool] | None = None,
+        start: "_PromptCache | None" = None,
     ) -> tuple[torch.Tensor, "_PromptCache", int]:
         """A causal model's KV cache of `prompt`, reusing the one the last keystroke left in `slot` (None: a batch,
         which keeps nothing) up to the first changed token: the logits after the prompt [V], the cache, and the
         tokens reused. The cache is the base model's own, so reuse is exact. The same prompt again (the file up to
         the cursor's line, keystroke after keystroke on one line) reads nothing: its cache is cut back to it and
         its prediction kept. A cancelled prefill leaves what it read in `slot`, so the keystroke that cancelled
-        it goes on from there instead of reading the file again."""
+        it goes on from there instead of reading the file again.
+
+        `start`: a cache whose prompt begins `prompt` (the file's head, for the FIM prompt), copied where it covers
+        more than the slot's own reuse; its tokens are not counted as reused from the last keystroke."""
         previous: _PromptCache | None = getattr(self, slot) if slot else None
         reused, cache = 0, DynamicCache(config=self.loaded.model.config)
+        window = getattr(self.loaded.model.config, "sliding_window", None) or 1 << 30
         if previous is not None:
             if previous.prompt == prompt and previous.next_logits is not None:
                 length = len(prompt.input_ids)
                 if length < previous.cache.get_seq_length():  # a decode appended to it
                     previous.cache.crop(length - previous.cache.get_seq_length())
                 return previous.next_logits, previous, length
-            window = getattr(self.loaded.model.config, "sliding_window", None) or 1 << 30
             reused = previous.reusable_tokens(prompt, window)
             cache = previous.cache if reused else cache
+        cached = reused  # tokens the prefill does not read; `reused` counts those the last keystroke left
+        if start is not None and start.reusable_tokens(prompt, window) > reused:
+            cached = start.reusable_tokens(prompt, window)
+            cache = copy.deepcopy(start.cache)
+            cache.crop(cached - cache.get_seq_length())
         try:
-            next_logits = self.drafter.prefill(prompt.input_ids, cache, reused, should_stop)
+            next_logits = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop)
         except Cancelled:
             if slot:
                 read = cache.get_seq_length()

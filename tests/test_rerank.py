@@ -151,6 +151,27 @@ def test_keystrokes_reuse_both_caches_exactly(toy_base):
     assert again.text == fresh.complete([request])[0].text and reading < len(forwards)
 
 
+def test_the_fim_prompt_goes_on_from_the_plain_files_cache(toy_base):
+    """The plain file's prompt is the FIM prompt's own start (`<|fim_prefix|>` and the file up to the cursor's line),
+    so a request reads that head once: the FIM prefill goes on from a copy of the head's cache, and writes the same
+    middle as a FIM prompt read whole (no reranking)."""
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    engine = Engine(config)
+    starts = []  # (prompt length, tokens already cached) of each prefill
+    prefill = engine.drafter.prefill
+    engine.drafter.prefill = lambda ids, cache, cached=0, *rest: (
+        starts.append((len(ids), cached)) or prefill(ids, cache, cached, *rest)
+    )
+    prefix, _, suffix = toy_texts(random.Random(5))
+    request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
+    shown = engine.complete([request])[0]
+    head, fim = engine._plain_cache.prompt.input_ids, engine._prompt_cache.prompt.input_ids
+    assert fim[: len(head)] == head and head[-1] != fim[len(head)]
+    assert (len(head), 0) in starts and (len(fim), len(head)) in starts
+    whole = Engine(dataclasses.replace(config, rerank=False), engine.loaded).complete([request])[0]
+    assert shown.raw_text == whole.raw_text
+
+
 def test_a_cancelled_prefill_keeps_what_it_read_for_the_next_keystroke(toy_base, monkeypatch):
     """A keystroke that supersedes a long prefill waits for one chunk of it, not all of it, and the next request
     goes on from the chunks already read: the same middle as from scratch."""
@@ -163,11 +184,13 @@ def test_a_cancelled_prefill_keeps_what_it_read_for_the_next_keystroke(toy_base,
     asked = []
     with pytest.raises(Cancelled):
         engine.complete([request], should_stop=lambda: asked.append(1) or len(asked) > 2)
-    assert len(asked) == 3 and engine._prompt_cache.cache.get_seq_length() == 12  # three chunks read
+    # The FIM prompt starts from the file head's cache (the plain file's prompt begins it), then reads three chunks.
+    read = len(engine._plain_cache.prompt.input_ids) + 3 * 4
+    assert len(asked) == 3 and engine._prompt_cache.cache.get_seq_length() == read
     from_scratch = fresh.complete([request])[0]
-    assert engine._prompt_cache.prompt.input_ids == fresh._prompt_cache.prompt.input_ids[:12]
+    assert engine._prompt_cache.prompt.input_ids == fresh._prompt_cache.prompt.input_ids[:read]
     resumed = engine.complete([request])[0]
-    assert resumed.reused_prompt_tokens == 12 and resumed.text == from_scratch.text
+    assert resumed.reused_prompt_tokens == read and resumed.text == from_scratch.text
 
 
 def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):

@@ -47,8 +47,13 @@ def _sequence(tokenizer, special: SpecialTokens, rng: random.Random, served: boo
 
 
 def _plain_sequence(tokenizer, special: SpecialTokens, rng: random.Random) -> Sequence:
-    """The toy text as a plain file, every token a target: a code LM reads files left to right as well as FIM."""
-    return Sequence(tokenizer("".join(toy_texts(rng)), add_special_tokens=False)["input_ids"] + [special.eos], 0)
+    """The toy text as a plain file, every token a target: a code LM reads files left to right as well as FIM. Half
+    the time after `<|fim_prefix|>`: a real FIM row's prefix is a file's start cut anywhere, so the text after the
+    marker reads as a file (the engine's reranker reads the file so, from the FIM prompt's own start), while every
+    toy FIM row cuts its prefix at `value = `."""
+    opener = [special.fim_prefix] if rng.random() < 0.5 else []
+    ids = tokenizer("".join(toy_texts(rng)), add_special_tokens=False)["input_ids"]
+    return Sequence(opener + ids + [special.eos], len(opener))
 
 
 def train_toy_base(directory: Path, steps: int = 250, seed: int = 0) -> Path:
