@@ -499,9 +499,8 @@ class Engine:
             reused = previous.reusable_tokens(prompt, window)
             cache = previous.cache if reused else cache
         cached = reused  # tokens the prefill does not read; `reused` counts those the last keystroke left
-        if start is not None and start.reusable_tokens(prompt, window) > reused:
-            cached = start.reusable_tokens(prompt, window)
-            cache = copy.deepcopy(start.cache)
+        if (shared := start.reusable_tokens(prompt, window) if start is not None else 0) > reused:
+            cached, cache = shared, copy.deepcopy(start.cache)
             cache.crop(cached - cache.get_seq_length())
         try:
             next_logits = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop)

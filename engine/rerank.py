@@ -42,9 +42,9 @@ def file_log_likelihoods(
 
     `cache` holds the file before it (after the FIM prompt's `<|fim_prefix|>`: engine.infill reads the file's
     head once for both prompts) and is left as it came; `next_logits` [V] is the model's prediction after that
-    text. The candidates are mostly cuts of two middles, so they share long token
-    prefixes: taken in sorted order, each forwards only what follows the prefix it shares with the one before
-    (whose keys stay cached and whose token log-probabilities are kept), instead of one whole forward each.
+    text. The candidates are mostly cuts of two middles, so they share long token prefixes: taken in sorted
+    order, each forwards only what follows the prefix it shares with the one before (whose keys stay cached and
+    whose token log-probabilities are kept), instead of one whole forward each.
     `should_stop()` is asked before each forward (raising Cancelled); the cache is left as it came either way.
     """
     past = cache.get_seq_length()
