@@ -1,9 +1,10 @@
 """What a forward of N new tokens costs a causal model over a KV cache, in fp32 and with int8 weights.
 
-    python -m benchmarks.forward_cost [--model qwen2.5-coder-0.5b] [--threads 1] [--tokens 1,5,9]
+    python -m benchmarks.forward_cost [--model qwen2.5-coder-0.5b] [--threads 1] [--tokens 1,5,9] [--arms ...]
 
 Drafting pays only when a forward that settles several tokens costs little more than one: this measures that
-ratio on this machine, side by side for fp32, torch's weight-only int8 kernel (`_weight_int8pack_mm`, per-channel
+ratio on this machine, side by side for fp32 (`nn.Linear`, and the engine's default: its weights prepacked for
+oneDNN, engine.models.prepack), torch's weight-only int8 kernel (`_weight_int8pack_mm`, per-channel
 scales on every `nn.Linear`) and torch's dynamic int8 (`quantize_dynamic`: per-channel int8 weights, activations
 quantized per forward, fbgemm's int8 matrix products) on every Linear and as the engine's `quantize=int8-dynamic`
 does it (engine.models.quantize.quantize_causal: down_proj and lm_head kept fp32), one after the other in one
@@ -33,6 +34,7 @@ from torch import nn
 from transformers.cache_utils import DynamicCache
 
 from engine.models.loading import load_model
+from engine.models.prepack import prepack_linears
 from engine.models.quantize import CAUSAL_KEEP_FP32, quantize_causal
 
 PROMPT_TOKENS = 200
@@ -93,6 +95,7 @@ def agreement(lm: nn.Module, ids: torch.Tensor, references: dict) -> tuple[float
 
 STEPWISE_FROM, STEPWISE_END = 200, 400  # token-by-token agreement over these positions
 PREFILL_TOKENS = (128, 512)  # prompt lengths whose reading is timed
+TORCH_ARMS = ("prepacked", "int8-dynamic", "weight-only-int8")
 
 
 class LlamaCpp:
@@ -179,7 +182,11 @@ def main() -> None:
     parser.add_argument("--tokens", default="1,5,9")
     parser.add_argument("--gguf", type=Path, help="also llama.cpp on this GGUF file (needs llama-cpp-python)")
     parser.add_argument("--requantize", default="", help="and on it requantized by llama.cpp: q8_0, q4_0")
+    parser.add_argument("--arms", default=",".join(TORCH_ARMS), help=f"torch arms beside fp32: {', '.join(TORCH_ARMS)}")
     args = parser.parse_args()
+    chosen = set(args.arms.split(","))
+    if chosen - set(TORCH_ARMS):
+        parser.error(f"unknown arms {', '.join(sorted(chosen - set(TORCH_ARMS)))}")
     torch.set_num_threads(args.threads)
     counts = [int(n) for n in args.tokens.split(",")]
     loaded = load_model(args.model, "cpu")
@@ -193,22 +200,35 @@ def main() -> None:
             "fp32": prefill_ms(lambda chunk: lm(input_ids=torch.tensor([chunk]), logits_to_keep=1), ids[0].tolist())
         }
     agreements = {}
+    if "prepacked" in chosen:
+        prepacked = copy.deepcopy(lm)
+        prepack_linears(prepacked)
+        arms["fp32 prepacked (the engine's)"] = {n: median_ms(prepacked, n) for n in counts}
+        with torch.inference_mode():
+            prefills["fp32 prepacked (the engine's)"] = prefill_ms(
+                lambda chunk: prepacked(input_ids=torch.tensor([chunk]), logits_to_keep=1), ids[0].tolist()
+            )
+        agreements["fp32 prepacked (the engine's)"] = agreement(prepacked, ids, references)
+        del prepacked
     if args.gguf:
         with tempfile.TemporaryDirectory() as scratch:
             for name, gguf in gguf_arms(args.gguf, args.requantize, Path(scratch)):
                 figures = llama_cpp_figures(LlamaCpp(gguf, args.threads), ids, counts, references)
                 arms[name], prefills[name], agreements[name] = figures["times"], figures["prefill"], figures["agree"]
-    for name, keep in (("dynamic int8, every Linear", ()), ("int8-dynamic (the engine's)", CAUSAL_KEEP_FP32)):
+    for name, keep in (("dynamic int8, every Linear", ()), ("int8-dynamic (opt-in)", CAUSAL_KEEP_FP32)):
+        if "int8-dynamic" not in chosen:
+            break
         quantized = quantize_causal(copy.deepcopy(lm), keep)
         arms[name] = {n: median_ms(quantized, n) for n in counts}
         agreements[name] = agreement(quantized, ids, references)
         del quantized
-    for module in list(lm.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(module, name, WeightOnlyInt8(child))
-    arms["weight-only int8"] = {n: median_ms(lm, n) for n in counts}
-    agreements["weight-only int8"] = agreement(lm, ids, references)
+    if "weight-only-int8" in chosen:
+        for module in list(lm.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, nn.Linear):
+                    setattr(module, name, WeightOnlyInt8(child))
+        arms["weight-only int8"] = {n: median_ms(lm, n) for n in counts}
+        agreements["weight-only int8"] = agreement(lm, ids, references)
     fp32 = arms["fp32"]
     print(f"{args.model}, {args.threads} thread(s), a forward of N new tokens over a {PROMPT_TOKENS}-token cache:")
     for name, times in arms.items():

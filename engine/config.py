@@ -21,6 +21,9 @@ class EngineConfig:
     # DiffusionGemma weights: "int4" (the 26B-A4B in 14.5 GB, a 24 GB card), "int8" or "none" (bf16 on a GPU, 50.5 GB).
     # Causal models on the CPU: "int8-dynamic" (torch's dynamic int8, 1.7x faster a token; RESULTS.md).
     quantize: str = "none"
+    # On the CPU: fp32 Linear layers with their weights laid out once for oneDNN's kernels (engine.models.prepack):
+    # the same products, a forward of several tokens 2x faster (RESULTS.md), twice the weights' memory.
+    prepack_weights: bool = True
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
     max_steps: int = 16  # denoising steps at most per block canvas

@@ -30,6 +30,7 @@ from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
 from engine.families.masked_diffusion import MaskedDiffusion
 from engine.healing import Vocabulary, take_back, vocabulary_of
 from engine.models.loading import LoadedModel, load_model
+from engine.models.prepack import prepack_linears
 from engine.postprocess import Candidate, PostprocessOptions, postprocess, standing_in
 from engine.postprocess.base import last_line
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
@@ -140,6 +141,8 @@ class Engine:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {config.sampler!r}")
         self.config = config
         self.loaded = loaded or load_model(config.model, config.device, config.allow_download, config.quantize)
+        if config.prepack_weights and self.loaded.device.type == "cpu":
+            prepack_linears(self.loaded.model)
         limits = self.loaded.limits
         self.budget = ContextBudget(
             max_prefix_tokens=min(config.max_prefix_tokens, limits.max_prefix_tokens),

@@ -17,7 +17,7 @@ from engine.config import EngineConfig, with_overrides
 from engine.errors import ConfigError
 
 # Engine settings that change what is loaded: a change to one of them reloads the model.
-RELOAD_KEYS = frozenset({"model", "device", "allow_download", "threads"})
+RELOAD_KEYS = frozenset({"model", "device", "allow_download", "quantize", "prepack_weights", "threads"})
 
 
 def _default_acceptance_log() -> str:
