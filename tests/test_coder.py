@@ -21,6 +21,7 @@ from engine.errors import Cancelled, ConfigError, ModelLoadError
 from engine.infill import Engine, InfillRequest
 from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdapter
 from engine.models.loading import load_model
+from engine.models.prepack import PrepackedLinear
 from engine.prompt import SpecialTokens, build_prompt
 from tests.toy_coder import BLOCK, toy_texts, train_toy_adapter, train_toy_base
 
@@ -73,7 +74,8 @@ def test_dynamic_int8_keeps_the_base_filling_the_middle_and_swaps_its_linear_lay
     engine = _engine(str(toy_base), quantize="int8-dynamic")
     modules = dict(engine.loaded.model.named_modules())
     assert isinstance(modules["model.layers.0.self_attn.q_proj"], torch.ao.nn.quantized.dynamic.Linear)
-    assert type(modules["model.layers.0.mlp.down_proj"]) is torch.nn.Linear  # kept fp32 (engine.models.quantize)
+    # kept fp32 (engine.models.quantize), then prepacked as every fp32 Linear is on the CPU (engine.models.prepack)
+    assert type(modules["model.layers.0.mlp.down_proj"]) is PrepackedLinear
     requests, middles = _requests(12)
     got = [c.raw_text.strip() for c in engine.complete(requests)]
     assert sum(g == m for g, m in zip(got, middles, strict=True)) >= 10, list(zip(middles, got, strict=True))
