@@ -215,9 +215,8 @@ def main() -> None:
             for name, gguf in gguf_arms(args.gguf, args.requantize, Path(scratch)):
                 figures = llama_cpp_figures(LlamaCpp(gguf, args.threads), ids, counts, references)
                 arms[name], prefills[name], agreements[name] = figures["times"], figures["prefill"], figures["agree"]
-    for name, keep in (("dynamic int8, every Linear", ()), ("int8-dynamic (opt-in)", CAUSAL_KEEP_FP32)):
-        if "int8-dynamic" not in chosen:
-            break
+    int8_arms = (("dynamic int8, every Linear", ()), ("int8-dynamic (opt-in)", CAUSAL_KEEP_FP32))
+    for name, keep in int8_arms if "int8-dynamic" in chosen else ():
         quantized = quantize_causal(copy.deepcopy(lm), keep)
         arms[name] = {n: median_ms(quantized, n) for n in counts}
         agreements[name] = agreement(quantized, ids, references)

@@ -4,7 +4,7 @@ Why: torch's `nn.Linear` on the CPU hands a product of a few rows to a BLAS call
 so a forward of 5 new tokens of qwen2.5-coder-0.5b cost 4x a forward of one, and every drafted or looked-up
 token that a forward verifies was nearly as dear as decoding it (benchmarks/RESULTS.md). oneDNN's kernels over
 a weight reordered once into their blocked layout (the layout torch's own compiler freezes a CPU model into)
-make those products 2-4x faster, and with two threads a forward of 5 tokens costs about what one does. A single
+make those products 2-4x faster (with two threads, a forward of 5 tokens costs 1.4x one, not 4x). A single
 row (one decoded token) is read fastest from the weight transposed to [in, out], so each layer keeps that copy
 too. The products are the same fp32 sums in another order: the greedy next token equals `nn.Linear`'s on
 every position measured. Costs memory: a layer holds two copies of its weight instead of one.
