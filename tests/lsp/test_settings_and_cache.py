@@ -1,6 +1,9 @@
 """settings.py and typing_cache.py without a server."""
 
+import pytest
+
 from engine.config import EngineConfig
+from lsp_server.server import _same_model
 from lsp_server.settings import ServerSettings, Settings, apply_settings, section
 from lsp_server.typing_cache import TypingCache, typed_since
 
@@ -32,6 +35,14 @@ def test_settings_that_are_not_an_object_are_reported():
 def test_vs_code_nests_settings_under_its_section():
     assert section({"blockfill": {"maxSteps": 2}}) == {"maxSteps": 2}
     assert section({"maxSteps": 2}) == {"maxSteps": 2}
+
+
+@pytest.mark.parametrize("change", [{"quantize": "int8-dynamic"}, {"prepackWeights": False}, {"threads": 2}])
+def test_a_change_to_how_weights_are_held_reloads_the_model(change):
+    """Prepacked or quantized layers replace the loaded ones in place: only a reload can change them back."""
+    before = Settings().engine
+    assert not _same_model(before, apply_settings(Settings(), change)[0].engine)
+    assert _same_model(before, apply_settings(Settings(), {"candidates": 4})[0].engine)  # rebuilt over the same
 
 
 def test_typed_since_requires_the_same_prefix_and_suffix():
