@@ -80,7 +80,8 @@ def main() -> None:
         context, _ = engine.plan(request)
         middle = engine.loaded.tokenizer(record["raw"], add_special_tokens=False)["input_ids"]
         if len(middle) > 1:
-            pairs.append((engine._fim_prompt(context, context.canvas_tokens)[0].input_ids, middle))
+            fim_prompt, _ = engine._fim_prompt(context, context.canvas_tokens, engine._head(context))
+            pairs.append((fim_prompt.input_ids, middle))
     tokens = sum(len(m) for _, m in pairs)
     print(f"{len(pairs)} FIM middles from {args.records} ({tokens} tokens), forward cost {points}:")
     baseline = None

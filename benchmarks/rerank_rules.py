@@ -61,7 +61,7 @@ def record(args) -> None:
                 continue
             ranked = seen[-1]  # the engine's final ranking of the hole's drafts
             line_before = last_line(context.prefix)
-            fim_prompt, healed = engine._fim_prompt(context, context.canvas_tokens)
+            fim_prompt, healed = engine._fim_prompt(context, context.canvas_tokens, engine._head(context))
             fim_cache = DynamicCache(config=lm.config)
             fim_next = engine.drafter.prefill(fim_prompt.input_ids, fim_cache)
             baseline = imbalance(context, "")

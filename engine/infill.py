@@ -358,9 +358,10 @@ class Engine:
             return take_back(line_ids, self._vocabulary)
         return line_ids, ""
 
-    def _fim_prompt(self, context: InfillContext, canvas: int) -> tuple[Prompt, str]:
+    def _fim_prompt(self, context: InfillContext, canvas: int, head: list[int]) -> tuple[Prompt, str]:
         """A causal model's FIM prompt, `<|fim_prefix|>` head `<|fim_suffix|>` suffix `<|fim_middle|>` and then the
-        cursor's line up to the cursor as the middle's start, and the healed text the middle writes first.
+        cursor's line up to the cursor as the middle's start, and the healed text the middle writes first. `head`:
+        `_head(context)`, which the caller keeps for `_file_head`.
 
         Why the line goes last: typing on a line changes only the prompt's last tokens, so the next keystroke
         reuses the cache of everything before them, the suffix included (its re-read was half of a keystroke's
@@ -368,16 +369,16 @@ class Engine:
         """
         line_ids, heal = self._cursor_line(context)
         suffix = self._encode(context.suffix)[: self.budget.max_suffix_tokens]
-        ids = build_prompt(self._head(context), suffix, canvas, self.loaded.layout, self.loaded.special).input_ids
+        ids = build_prompt(head, suffix, canvas, self.loaded.layout, self.loaded.special).input_ids
         ids = ids + line_ids
         return Prompt(ids, list(range(len(ids))), len(ids)), heal
 
-    def _file_head(self, context: InfillContext, fim_ids: list[int]) -> list[int]:
+    def _file_head(self, head: list[int], fim_ids: list[int]) -> list[int]:
         """The file before the cursor's line as the plain continuation and the reranker read it: the FIM prompt's
         own start (`<|fim_prefix|>` and the head) where the model has FIM tokens, so that one prefill serves both
         decodes (it was read twice: SantaCoder's holes now take 1.44x less time, same completions, RESULTS.md); the
-        head alone where it has none."""
-        head, special = self._head(context), self.loaded.special
+        head alone where it has none. `head`: `_head(context)`, as `_fim_prompt` laid it out in `fim_ids`."""
+        special = self.loaded.special
         if not head or None in (special.fim_prefix, special.fim_middle, special.fim_suffix):
             return head
         return fim_ids[: fim_ids.index(special.fim_prefix) + 1 + len(head)]
@@ -393,10 +394,11 @@ class Engine:
         the plain file's up to the cursor's line) are reused up to their first changed token.
         """
         began = time.perf_counter()
-        prompt, heal = self._fim_prompt(context, canvas)
+        head = self._head(context)
+        prompt, heal = self._fim_prompt(context, canvas, head)
         file_head = None
-        if self.config.rerank and (head := self._file_head(context, prompt.input_ids)):
-            head_prompt = Prompt(head, list(range(len(head))), len(head))
+        if self.config.rerank and (plain_head := self._file_head(head, prompt.input_ids)):
+            head_prompt = Prompt(plain_head, list(range(len(plain_head))), len(plain_head))
             file_head = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
         start = file_head[1] if file_head is not None else None
         next_logits, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop, start)
