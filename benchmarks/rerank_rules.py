@@ -37,9 +37,9 @@ def record(args) -> None:
     scorer, ranker, plain = infill.file_log_likelihoods, infill.postprocess, {}
     seen: list = []
 
-    def keep_plain_file(model, cache, next_logits, continuations):  # the engine's call, its cache kept
+    def keep_plain_file(model, cache, next_logits, continuations, should_stop=None):  # the engine's call, kept
         plain["cache"], plain["next"] = snapshot(cache, model.config), next_logits.clone()
-        return scorer(model, cache, next_logits, continuations)
+        return scorer(model, cache, next_logits, continuations, should_stop)
 
     def keep_ranking(candidates, context, options):
         ranked = ranker(candidates, context, options)
