@@ -36,6 +36,7 @@ from transformers.cache_utils import DynamicCache
 from engine.models.loading import load_model
 from engine.models.prepack import prepack_linears
 from engine.models.quantize import CAUSAL_KEEP_FP32, quantize_causal
+from engine.prompt import encode_text
 
 PROMPT_TOKENS = 200
 
@@ -192,7 +193,7 @@ def main() -> None:
     loaded = load_model(args.model, "cpu")
     lm = loaded.model
     text = (Path(__file__).resolve().parents[1] / "engine" / "infill.py").read_text()
-    ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"][:400]])
+    ids = torch.tensor([encode_text(loaded.tokenizer, text)[:400]])
     references = {"whole": greedy_tokens(lm, ids), "stepwise": greedy_tokens(lm, ids[:, :STEPWISE_END], STEPWISE_FROM)}
     arms = {"fp32": {n: median_ms(lm, n) for n in counts}}
     with torch.inference_mode():

@@ -78,7 +78,7 @@ def main() -> None:
     for task, record in zip(tasks, records, strict=True):
         request = InfillRequest(task["prompt"], task["suffix"], task.get("language", "python"), force=True)
         context, _ = engine.plan(request)
-        middle = engine.loaded.tokenizer(record["raw"], add_special_tokens=False)["input_ids"]
+        middle = engine._encode(record["raw"])
         if len(middle) > 1:
             fim_prompt, _ = engine._fim_prompt(context, context.canvas_tokens, engine._head(context))
             pairs.append((fim_prompt.input_ids, middle))

@@ -33,7 +33,7 @@ from engine.models.loading import LoadedModel, load_model
 from engine.models.prepack import prepack_linears
 from engine.postprocess import Candidate, PostprocessOptions, postprocess, standing_in
 from engine.postprocess.base import last_line
-from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts
+from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts, encode_text
 from engine.rerank import file_log_likelihoods, line_prefixes
 
 
@@ -202,7 +202,7 @@ class Engine:
         return sum(self._line_tokens(line) for line in text.splitlines(keepends=True))
 
     def _encode(self, text: str) -> list[int]:
-        return self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_text(self.loaded.tokenizer, text)
 
     def plan(self, request: InfillRequest) -> tuple[InfillContext, list[str]]:
         """The context the engine would use for `request`: mode, canvas size and cut points (`--explain`)."""

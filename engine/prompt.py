@@ -72,6 +72,13 @@ class SpecialTokens:
         )
 
 
+def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """A file's text as token ids, never special tokens. A tokenizer reads the text of its special tokens as those
+    tokens by default, so a file that mentions `<|fim_suffix|>` or `<|endoftext|>` (blockfill's own source does)
+    would put a second FIM marker or an end of text into the prompt and the training rows; here it stays text."""
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
 def chat_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Render the chat template once around two sentinels and tokenize the three pieces between them."""
     prefix_mark, suffix_mark = "\x00PREFIX\x00", "\x00SUFFIX\x00"

@@ -4,7 +4,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from engine.errors import ModelLoadError
-from engine.prompt import SpecialTokens, build_prompt, canvas_target, chat_frame, collate_prompts
+from engine.prompt import SpecialTokens, build_prompt, canvas_target, chat_frame, collate_prompts, encode_text
 
 
 @pytest.fixture
@@ -60,3 +60,14 @@ def test_collate_left_pads_and_masks(tokenizer):
     batch = collate_prompts([short, long], 4, special.pad)
     assert batch.attention_mask.tolist() == [[False, False, False, True, True, True], [True] * 6]
     assert batch.canvas_position_ids.tolist() == [[2, 3, 4, 5], [4, 5, 6, 7]]
+
+
+def test_text_that_spells_a_special_token_is_encoded_as_text(toy_checkpoint):
+    """A hub tokenizer reads the text of its special tokens as those tokens (blockfill-tiny's own config splits
+    them; this one is loaded as a hub tokenizer would be): file text must never become a FIM marker or an EOS."""
+    tokenizer = AutoTokenizer.from_pretrained(str(toy_checkpoint), split_special_tokens=False)
+    special = SpecialTokens.of(tokenizer)
+    text = "x = '<fim_suffix>'  # " + tokenizer.eos_token
+    assert special.fim_suffix in tokenizer(text, add_special_tokens=False)["input_ids"]  # what the default does
+    ids = encode_text(tokenizer, text)
+    assert {special.fim_suffix, special.eos}.isdisjoint(ids) and tokenizer.decode(ids) == text

@@ -64,3 +64,19 @@ def test_the_base_suggests_the_next_line_at_the_end_of_a_complete_one(engine):
     completion = engine.complete([InfillRequest(prefix, suffix, "python")])[0]
     assert completion.context.mode == "line" and completion.text.startswith("\n    "), completion
     exec(compile(prefix + completion.text + suffix, "<hole>", "exec"), {})
+
+
+def test_a_file_that_mentions_fim_markers_keeps_them_as_text(engine):
+    """Source that spells the base's special tokens (blockfill's own does) is text: the prompt holds each FIM marker
+    once, where the engine puts it, and no end of text; read as the markers, the file's second `<|fim_suffix|>`
+    would restructure the prompt. The hole is still filled so that its check passes."""
+    markers = 'MARKERS = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"]\n\n\n'
+    prefix, suffix = markers + HOLES[0][0], HOLES[0][1] + "# <|fim_middle|> <|im_end|>\n"
+    request = InfillRequest(prefix, suffix, "python", force=True)
+    context, _ = engine.plan(request)
+    prompt, _ = engine._fim_prompt(context, context.canvas_tokens, engine._head(context))
+    special = engine.loaded.special
+    assert [prompt.input_ids.count(marker) for marker in (special.fim_prefix, special.fim_suffix)] == [1, 1]
+    assert prompt.input_ids.count(special.fim_middle) == 1 and set(prompt.input_ids).isdisjoint(special.stop_ids)
+    completion = engine.complete([request])[0]
+    exec(compile(prefix + completion.text + suffix, "<hole>", "exec"), {})

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from engine.prompt import encode_text
+
 SPAN_KINDS = {"lines": 0.5, "line_tail": 0.25, "random": 0.2, "empty": 0.05}
 
 
@@ -62,9 +64,8 @@ def sample_example(
         # ~4 characters a token is generous for code, so these windows always hold the token budgets.
         prefix = text[max(0, start - 4 * max_prefix_tokens) : start]
         suffix = text[end : end + 4 * max_suffix_tokens]
-        prefix_ids, middle_ids, suffix_ids = tokenizer([prefix, text[start:end], suffix], add_special_tokens=False)[
-            "input_ids"
-        ]
+        middle = text[start:end]
+        prefix_ids, middle_ids, suffix_ids = (encode_text(tokenizer, part) for part in (prefix, middle, suffix))
         if len(middle_ids) < canvas_length:
             return FimExample(prefix_ids[-max_prefix_tokens:], middle_ids, suffix_ids[:max_suffix_tokens])
     return None
