@@ -9,8 +9,9 @@ come before the score (adds a syntax error, unbalances brackets, only comments) 
 of two readings: the plain file (the cursor line's start, the candidate, then up to `--window` suffix tokens,
 after the file up to the cursor's line: what engine.rerank sums) and the FIM prompt (the candidate and then the
 model's end of middle). `compare` replays the engine's ranking under each rule on those records and counts the
-holes each rule gets right, beside the engine's own choice (which the `engine` rule must reproduce) and the
-best any rule could do (a candidate that passes exists).
+holes each rule gets right, and how often it chooses what the engine chose, beside the engine's own choice (which
+the `engine` rule must reproduce) and the best any rule could do (a candidate that passes exists). A rule reads
+at most the `--window` suffix tokens recorded: with `--window 32`, the rules past 32 read 32.
 """
 
 import argparse
@@ -143,9 +144,12 @@ def compare(args) -> None:
     chosen_ok = sum(next((c["ok"] for c in r["candidates"] if c["text"] == r["chosen"]), False) for r in rows)
     reachable = sum(any(c["ok"] for c in r["candidates"]) for r in rows)
     print(f"  the engine's own choice: {chosen_ok}; some candidate passes: {reachable}")
+    print(f"  {'rule':28} {'right':>13} {'same choice as the engine':>26}")
     for name, score in rules().items():
-        ok = sum(choose(r["candidates"], score)["ok"] for r in rows)
-        print(f"  {name:28} {ok:4d} ({100 * ok / len(rows):.1f} %)")
+        choices = [choose(r["candidates"], score) for r in rows]
+        ok = sum(c["ok"] for c in choices)
+        same = sum(c["text"] == r["chosen"] for c, r in zip(choices, rows, strict=True))
+        print(f"  {name:28} {ok:4d} ({100 * ok / len(rows):5.1f} %) {same:17d} ({100 * same / len(rows):5.1f} %)")
 
 
 def main() -> None:
