@@ -25,6 +25,9 @@ class EngineConfig:
     # the same products, a forward of several tokens 2x faster (RESULTS.md), twice the weights' memory.
     prepack_weights: bool = True
     threads: int = 0  # CPU threads for torch; 0: half the cores, so an editor and a build beside it keep theirs
+    # At most this many CPU threads for the forwards that read many tokens at once (a prompt, the reranker's scores),
+    # where other processes leave the cores idle (engine.threads); 0: every core. 1.9x faster reading a prompt.
+    prompt_threads: int = 0
     seed: int = 0  # base seed; a request's canvas noise depends only on it and the request
     max_steps: int = 16  # denoising steps at most per block canvas
     line_steps: int = 8  # and per rest-of-line canvas (24 tokens: half the steps, measured in RESULTS.md)

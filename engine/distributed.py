@@ -55,6 +55,8 @@ def run_tasks(config: EngineConfig, tasks: list[Task], args: argparse.Namespace,
         config = dataclasses.replace(config, model=str(Path(config.model).resolve()))
     if config.threads == 0:
         config = dataclasses.replace(config, threads=args.cores_per_worker)
+    if config.prompt_threads == 0:  # a worker's wide forwards keep to its own cores too
+        config = dataclasses.replace(config, prompt_threads=args.cores_per_worker)
     ray = _import_ray(local=args.ray == "local")
     runtime = {"num_cpus": max(os.cpu_count() or 1, args.workers * args.cores_per_worker), "include_dashboard": False}
     ray.init(address=args.ray, logging_level=logging.WARNING, **(runtime if args.ray == "local" else {}))

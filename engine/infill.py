@@ -35,6 +35,7 @@ from engine.postprocess import Candidate, PostprocessOptions, postprocess, stand
 from engine.postprocess.base import last_line
 from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts, encode_text
 from engine.rerank import file_log_likelihoods, line_prefixes
+from engine.threads import ThreadPolicy
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,11 @@ class Engine:
 
     def __init__(self, config: EngineConfig, loaded: LoadedModel | None = None):
         # All cores would be torch's choice, but a step's threads wait for each other: when anything else runs
-        # (the editor, a build), one busy core makes every step wait. Measured in benchmarks/RESULTS.md.
-        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
+        # (the editor, a build), one busy core makes every step wait. The wide forwards (a prompt, the reranker's
+        # scores) also take the cores nothing else uses (engine.threads). Measured in benchmarks/RESULTS.md.
+        threads = config.threads or max(1, (os.cpu_count() or 2) // 2)
+        torch.set_num_threads(threads)
+        self.thread_policy = ThreadPolicy(threads, config.prompt_threads or os.cpu_count() or 1)
         if config.candidates < 1:
             raise ConfigError(f"candidates must be at least 1, not {config.candidates}")
         if config.line_start_holes not in ("block", "line"):
@@ -472,7 +476,8 @@ class Engine:
         ]
         scores = [0.0] * len(contenders)
         if len(contenders) > 1:
-            scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations, should_stop)
+            with self.thread_policy.for_forward(max(map(len, continuations))):
+                scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations, should_stop)
         scored = dict(zip(contenders, scores, strict=True))
         return [dataclasses.replace(d, score=scored.get(text, -math.inf)) for text, d in drafts.items()]
 
@@ -508,7 +513,8 @@ class Engine:
             cached, cache = shared, copy.deepcopy(start.cache)
             cache.crop(cached - cache.get_seq_length())
         try:
-            next_logits = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop)
+            with self.thread_policy.for_forward(len(prompt.input_ids) - cached):
+                next_logits = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop)
         except Cancelled:
             if slot:
                 read = cache.get_seq_length()

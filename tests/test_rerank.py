@@ -15,7 +15,7 @@ import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from engine import coder, infill
+from engine import coder, infill, threads
 from engine.config import EngineConfig
 from engine.errors import Cancelled
 from engine.infill import Engine, InfillRequest
@@ -219,3 +219,30 @@ def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):
     assert typing(engine, shown[:1], suffix + "\n").refined is False and forwards
     typing(fresh, "")
     assert typing(fresh, shown[:1]).refined is False and forwards
+
+
+def test_wide_forwards_run_on_prompt_threads_and_steps_on_threads(toy_base, monkeypatch):
+    """engine.threads: on an idle machine the prefills and the reranker's scores (wide forwards) run on
+    `prompt_threads`, the decoding steps (a token or a few) on `threads`; the same completions as on one thread."""
+    monkeypatch.setattr(threads, "WIDE_FORWARD_TOKENS", 6)  # the toy's prompts are short
+    monkeypatch.setattr(threads.OtherLoad, "cores", lambda self: 0.0)  # the machine otherwise idle, whatever runs
+    # Without lookup drafts a step reads a token or two (with them up to 9: narrow under the real threshold, 16).
+    config = EngineConfig(
+        model=str(toy_base), device="cpu", drop_syntax_errors=False, lookup_tokens=0, threads=1, prompt_threads=2
+    )
+    engine = Engine(config)
+    forwards = []  # (tokens read, threads) of each forward
+
+    def count(module, args, kwargs):
+        tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]
+        forwards.append((tokens.shape[1], torch.get_num_threads()))
+
+    engine.loaded.model.register_forward_pre_hook(count, with_kwargs=True)
+    rng = random.Random(1)
+    texts = [toy_texts(rng) for _ in range(12)]
+    requests = [InfillRequest("\n" + p, s, "python", canvas_tokens=12, force=True) for p, _, s in texts]
+    shown = [c.text for c in engine.complete(requests)]
+    assert torch.get_num_threads() == 1
+    assert {n for tokens, n in forwards if tokens >= 6} == {2} and {n for tokens, n in forwards if tokens < 6} == {1}
+    narrow = Engine(dataclasses.replace(config, prompt_threads=1), engine.loaded)
+    assert [c.text for c in narrow.complete(requests)] == shown
