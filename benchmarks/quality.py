@@ -84,7 +84,7 @@ def adds_syntax_error(text: str, completion: Completion, syntax=check_syntax(cut
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--suite", choices=SUITES, default="single")
-    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--limit", type=int, help="tasks at most (default: 100, or all of an --every sample)")
     parser.add_argument("--every", type=int, default=0, help="every Nth task (5: the 207-task single-line sample)")
     parser.add_argument("--held-out", action="store_true", help="the tasks between those --limit takes (not --every)")
     parser.add_argument("--model", default="blockfill-tiny")
@@ -97,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = Engine(with_overrides({"model": resolve_model(args.model), **parse_assignments(args.set)}))
-    tasks = load_tasks(args.suite, args.data, args.limit, args.every, args.held_out)
+    limit = args.limit if args.limit is not None or args.every else 100
+    tasks = load_tasks(args.suite, args.data, limit, args.every, args.held_out)
     language_of = (lambda t: t.get("language", "python")) if args.suite == "santacoder" else (lambda t: "python")
     results, seconds, steps, written = [], [], [], []
     flaws = {"raw": defaultdict(int), "shown": defaultdict(int)}  # syntax / repeat counts, before and after
