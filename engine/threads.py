@@ -25,9 +25,6 @@ SHORTEST_LOOK_SECONDS = 0.2
 def torch_threads(count: int) -> Iterator[None]:
     """Run the body with `count` intra-op threads in this thread, and give the old count back after it."""
     previous = torch.get_num_threads()
-    if count == previous:
-        yield
-        return
     torch.set_num_threads(count)
     try:
         yield
@@ -72,6 +69,7 @@ class ThreadPolicy:
     def __init__(self, narrow: int, wide: int):
         self.narrow, self.wide = narrow, max(narrow, wide)
         self._load = OtherLoad() if self.wide > narrow else None
+        self._cores = os.cpu_count() or 1
 
     def threads(self, tokens: int) -> int:
         if tokens < WIDE_FORWARD_TOKENS or self._load is None:
@@ -79,8 +77,7 @@ class ThreadPolicy:
         others = self._load.cores()
         if others is None:
             return self.narrow
-        idle = (os.cpu_count() or 1) - others
-        return min(self.wide, max(self.narrow, round(idle)))
+        return min(self.wide, max(self.narrow, round(self._cores - others)))
 
     def for_forward(self, tokens: int) -> AbstractContextManager[None]:
         """Run a forward over `tokens` tokens (or a stretch of such forwards) on its threads."""
