@@ -15,9 +15,11 @@ anyway) and discards it and what follows at the first mismatch: the middle is th
 greedy middle, whatever the adapter does, and a trained adapter buys only speed (tokens per step). With
 `block_size=0` this is plain greedy decoding with a KV cache: the causal family runs the same loop.
 
-Without an adapter a step can still settle several tokens: `lookup_tokens` drafts copied from a reference (the
+A step can also settle several tokens without the adapter: `lookup_tokens` drafts copied from a reference (the
 prompt, or a middle decoded before) after the place where the middle's last `LOOKUP_NGRAM` tokens occur in it
-(prompt-lookup decoding), verified the same way, so the middle stays the base's greedy one.
+(prompt-lookup decoding), verified the same way, so the middle stays the base's greedy one. With both, a step
+takes the lookup drafts where the reference has some (they run longer, and code repeats itself) and the masks'
+drafts where it has none.
 
 One row at a time: the forwards of a 0.5B model on a CPU are bound by reading its weights, so a block of masked
 positions costs little more than one token, while rows that accept different numbers of tokens would need
@@ -46,7 +48,7 @@ class DraftSettings:
     block_size: int = 8  # masked positions drafted per step; 0: one token a step (the base, left to right)
     draft_threshold: float = 0.6  # a draft is kept while its probability is at least this
     verify: bool = True  # keep a draft only once the base predicts the same token at its position
-    lookup_tokens: int = 0  # without masks: tokens copied a step from the reference after the middle's last n-gram
+    lookup_tokens: int = 0  # tokens copied a step from the reference after the middle's last n-gram (before masks)
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def draft_middle(
         return allowed[int(probability[torch.tensor(allowed, device=probability.device)].argmax())]
 
     def copied(pending: list[int]) -> list[int]:  # lookup drafts after the base's next token
-        if not settings.lookup_tokens or settings.block_size or open_heal([*kept, *pending]) is not None:
+        if not settings.lookup_tokens or open_heal([*kept, *pending]) is not None:
             return []
         limit = min(settings.lookup_tokens, max_tokens - len(kept) - 1)
         return lookup_drafts(reference, [*lead[-LOOKUP_NGRAM:], *kept, *pending], limit)
@@ -194,8 +196,11 @@ def draft_middle(
         pending = [choose(base[keep - 1], kept)]
         pending += copied(pending)
         pending_probability = [float(base[keep - 1, pending[0]])] + [1.0] * (len(pending) - 1)
-        if keep == len(pending_logits) and settings.block_size and open_heal([*kept, *pending]) is None:
-            drafts = draft_logits.float().softmax(-1).max(-1)  # the drafts follow the base's next token
+        # The masks drafted the tokens after the base's next one, read after every pending token: usable where all
+        # of those were kept and no lookup draft now stands in their place.
+        masks_apply = keep == len(pending_logits) and len(pending) == 1
+        if masks_apply and settings.block_size and open_heal([*kept, *pending]) is None:
+            drafts = draft_logits.float().softmax(-1).max(-1)  # [B]: the drafts follow the base's next token
             for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
                 if probability < settings.draft_threshold:
                     break

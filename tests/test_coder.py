@@ -158,6 +158,31 @@ def test_lookup_drafts_keep_the_greedy_middle_and_settle_several_tokens_a_step(t
     assert again.tokens == alone.tokens and again.steps <= 2, (again.steps, len(alone.tokens))
 
 
+def test_lookup_drafts_come_before_the_masks_and_the_masks_draft_where_the_reference_has_none(toy_adapter):
+    """With both an adapter and lookup: a reference that holds the middle settles it in the fewest forwards, one
+    that holds nothing leaves the masks to draft, and a misleading one costs forwards, never the middle."""
+    loaded = load_model(str(toy_adapter), device="cpu")
+    encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt = build_prompt([], encode("\nbravo bravo bravo = value\n"), 12, "fim_text", loaded.special).input_ids
+    prompt += encode("value = ")  # the cursor's line starts the middle, as the engine serves it
+
+    def decode(block: int, lookup: int, reference: list[int]):
+        drafter = Drafter(loaded.model, loaded.adapter)
+        cache = DynamicCache(config=loaded.model.config)
+        logits = drafter.prefill(prompt, cache)
+        settings = DraftSettings(block_size=block, lookup_tokens=lookup)
+        return draft_middle(drafter, cache, logits, settings, 12, lambda t: None, reference=reference, lead=prompt)
+
+    alone = decode(0, 0, [])
+    assert alone.steps == len(alone.tokens) - 1 and len(alone.tokens) >= 6
+    masks = decode(BLOCK, 8, [])
+    copied = decode(BLOCK, 8, [*prompt[-3:], *alone.tokens])
+    misled = decode(BLOCK, 8, [*prompt[-3:], *alone.tokens[:1], *reversed(alone.tokens[1:])])
+    assert masks.tokens == copied.tokens == misled.tokens == alone.tokens
+    assert masks.steps < alone.steps, (masks.steps, alone.steps)  # the masks drafted
+    assert copied.steps <= 2 < masks.steps, (copied.steps, masks.steps)  # the lookup drafts came first
+
+
 def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
     allowed = draft_attention(past=2, pending=2, block=2)
     assert allowed.tolist() == [
