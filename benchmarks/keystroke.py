@@ -1,6 +1,6 @@
 """Keystroke after keystroke: what a completion costs after one more typed character, relative to the first.
 
-    python -m benchmarks.keystroke [--model embedded] [--points 20] [--set key=value ...]
+    python -m benchmarks.keystroke [--model blockfill-coder] [--points 20] [--set key=value ...]
 
 At each point (a random column inside a line of a standard-library module) the engine completes, then the user
 types the next character and it completes again. That second request is timed three ways, side by side in this
@@ -18,7 +18,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from engine.config import parse_assignments, with_overrides
+from engine.config import EngineConfig, parse_assignments, with_overrides
 from engine.infill import Completion, Engine, InfillRequest
 
 
@@ -30,7 +30,7 @@ def timed(engine: Engine, request: InfillRequest) -> tuple[float, Completion]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--model", default=EngineConfig.model, help="default: the engine's default model")
     parser.add_argument("--points", type=int, default=20)
     parser.add_argument("--refine-steps", type=int, default=2)
     parser.add_argument("--file", type=Path, default=Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py")

