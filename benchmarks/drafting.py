@@ -1,13 +1,14 @@
 """blockfill-coder against its own base, side by side on the same holes in one process: what drafting buys.
 
     python -m benchmarks.drafting [--model blockfill-coder] [--suite single] [--every 5] [--limit 40]
-                                  [--arms base,verified,unverified,lookup]
+                                  [--arms base,lookup,verified,masks,unverified]
 
 One loaded model serves every arm (the adapter is off where the block size is 0), the arms take turns hole by
 hole so a busy machine slows them alike, and every hole is executed for real (HumanEval) or matched (SantaCoder).
-Arms: the base left to right (block 0, the quality floor and the anchor), drafting with verification (the
-default: the base's middle, faster), drafting without verification (drafts kept on confidence alone), and the
-base with lookup drafts copied from the prompt (`lookup_tokens`, no adapter, verified: the base's middle).
+Arms: the base left to right (block 0, the quality floor and the anchor); the base with lookup drafts copied from
+the prompt (`lookup_tokens`, no adapter, verified: the base's middle); drafting with verification, lookup drafts
+first and the adapter's where there are none (the base's middle); the adapter's drafts alone (`masks`); and
+drafting without verification (drafts kept on confidence alone).
 """
 
 import argparse
@@ -22,7 +23,8 @@ from engine.models.loading import load_model
 
 ARMS = {  # --arms key: (name, settings)
     "base": ("base, left to right", {"block_size": 0, "lookup_tokens": 0}),
-    "verified": ("drafting, verified", {"block_size": -1}),
+    "verified": ("lookup + masks, verified", {"block_size": -1}),
+    "masks": ("masks alone, verified", {"block_size": -1, "lookup_tokens": 0}),
     "unverified": ("drafting, unverified", {"block_size": -1, "verify_drafts": False}),
     "lookup": ("base, lookup drafts", {"block_size": 0, "lookup_tokens": 8}),
 }
@@ -35,7 +37,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every arm")
-    parser.add_argument("--arms", default="base,verified,unverified", help=f"of {', '.join(ARMS)}; base first")
+    parser.add_argument("--arms", default="base,lookup,verified", help=f"of {', '.join(ARMS)}; base first")
     args = parser.parse_args()
 
     shared = with_overrides({"model": args.model, **parse_assignments(args.set)})
