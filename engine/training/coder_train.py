@@ -46,7 +46,7 @@ class CoderTrainConfig:
     windows: int = 8  # windows drawn from each example
     accumulate: int = 4  # examples a optimizer step
     steps: int = 400  # optimizer steps
-    lr: float = 1e-3
+    lr: float = 2e-4  # 1e-3 stalls at a unigram-like draft on the 0.5B base, 3e-3 diverges (RESULTS.md)
     warmup: int = 20
     max_prefix_tokens: int = 256
     max_suffix_tokens: int = 96
