@@ -30,6 +30,14 @@ ARMS = {  # --arms key: (name, settings)
 }
 
 
+def _arm(spec: str) -> tuple[str, dict]:
+    """`verified:draft_threshold=0.3` -> the arm's name and settings, with that setting changed."""
+    key, *extra = spec.split(":")
+    name, settings = ARMS[key]
+    changes = parse_assignments(extra)
+    return (f"{name} ({', '.join(extra)})" if extra else name), {**settings, **changes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", default="blockfill-coder")
@@ -37,12 +45,16 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every arm")
-    parser.add_argument("--arms", default="base,lookup,verified", help=f"of {', '.join(ARMS)}; base first")
+    parser.add_argument(
+        "--arms",
+        default="base,lookup,verified",
+        help=f"of {', '.join(ARMS)}, the first the anchor; an arm may add settings: verified:draft_threshold=0.3",
+    )
     args = parser.parse_args()
 
     shared = with_overrides({"model": args.model, **parse_assignments(args.set)})
     loaded = load_model(shared.model, shared.device, quantize=shared.quantize)
-    arms = [ARMS[key] for key in args.arms.split(",")]
+    arms = [_arm(spec) for spec in args.arms.split(",")]
     engines = {name: Engine(with_overrides(arm, shared), loaded) for name, arm in arms}
     tasks = load_tasks(args.suite, DATA, args.limit, args.every)
     rows: dict[str, list[tuple[bool, float, int, int, str]]] = {name: [] for name in engines}
