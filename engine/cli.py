@@ -164,9 +164,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from engine.training.coder_train import CoderTrainConfig, run_coder_training
+    from engine.training.coder_train import CoderTrainConfig, run_coder_training, run_settings
 
-    config = with_overrides({"out_dir": args.out_dir, **parse_assignments(args.set or [])}, CoderTrainConfig())
+    resumed = run_settings(Path(args.out_dir)) if args.resume else {}
+    settings = {**resumed, "out_dir": args.out_dir, **parse_assignments(args.set or [])}
+    config = with_overrides(settings, CoderTrainConfig())
     print(f"adapter written to {run_coder_training(config, resume=args.resume)}")
     return 0
 

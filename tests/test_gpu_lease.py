@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine import cli
 from engine.errors import ConfigError
 from engine.models.loading import load_model
 from engine.training import gpu_lease, lease_plan
@@ -122,10 +123,15 @@ def test_a_lease_trains_on_from_the_cpu_run_and_the_cpu_goes_on_from_the_lease(h
     loaded = load_model(str(package), device="cpu")
     assert loaded.family == "coder" and loaded.adapter.config.base_model == str(base)
 
+    # `blockfill adapt --resume` here: the run's own recipe (its tiny shapes, not the defaults), this machine's device
     steps = history[-1]["step"] + 1
-    again = CoderTrainConfig(out_dir="runs/blockfill-coder", base=str(base), corpus_dir="corpus", steps=steps, **TINY)
-    run_coder_training(again, resume=True)
+    assert cli.main(["adapt", "--resume", "--set", f"steps={steps}", "--set", "corpus_dir=corpus"]) == 0
     assert json.loads((root / "runs/blockfill-coder/history.json").read_text())[-1]["step"] == steps
+    resumed = json.loads((root / "runs/blockfill-coder/train_config.json").read_text())
+    assert {key: resumed[key] for key in ("block_size", "rank", "windows", "max_middle_tokens")} == {
+        key: TINY[key] for key in ("block_size", "rank", "windows", "max_middle_tokens")
+    }
+    assert (resumed["base"], resumed["device"]) == (str(base), "auto")
 
 
 def test_a_damaged_piece_is_refused_where_it_arrives(here, tmp_path, monkeypatch):

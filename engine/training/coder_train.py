@@ -152,6 +152,20 @@ def agreement(lm, adapter: DraftingAdapter, sequences: list[Sequence], windows: 
     return (agreed / counted.clamp(min=1)).tolist()
 
 
+# What a run learns and from what: a resume keeps them. Where it runs (device, threads, folders) and for how long
+# are the resuming machine's own.
+RECIPE = ("base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup")
+RECIPE += ("max_prefix_tokens", "max_suffix_tokens", "max_middle_tokens", "languages", "eval_examples", "seed")
+
+
+def run_settings(out_dir: Path) -> dict:
+    """The recipe of the run in `out_dir` (from its train_config.json); none for a new run. A resume starts from it,
+    so it goes on with the run's own block size, learning rate and example shapes, not today's defaults."""
+    path = Path(out_dir) / "train_config.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    return {key: value for key, value in recorded.items() if key in RECIPE}
+
+
 def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit: int | None = None) -> Path:
     """Train (or continue) the adapter in `cfg.out_dir`; the adapter directory is `out_dir/adapter`."""
     out = Path(cfg.out_dir)

@@ -199,13 +199,18 @@ def _install_base(work: Path, base: str) -> str:
 def train(work: Path, minutes: float, settings: list[str]) -> Path:
     """`blockfill adapt --resume` on the unpacked run for `minutes` of training; the run directory."""
     from engine.config import with_overrides
-    from engine.training.coder_train import CoderTrainConfig, run_coder_training
+    from engine.training.coder_train import CoderTrainConfig, run_coder_training, run_settings
 
     shutil.rmtree(work / "return", ignore_errors=True)
     run = work / "run"
     base = _install_base(work, json.loads((work / "bundle" / LEASE_FILE).read_text())["base"])
-    resumed = json.loads((run / "train_config.json").read_text()) if (run / "train_config.json").is_file() else {}
-    fields = {**resumed, **GPU_SETTINGS, "out_dir": str(run), "base": base, "corpus_dir": str(work / "corpus")}
+    fields = {
+        **run_settings(run),
+        **GPU_SETTINGS,
+        "out_dir": str(run),
+        "base": base,
+        "corpus_dir": str(work / "corpus"),
+    }
     config = with_overrides(
         {**fields, "time_limit_minutes": minutes, **parse_assignments(settings)}, CoderTrainConfig()
     )
