@@ -152,9 +152,9 @@ def agreement(lm, adapter: DraftingAdapter, sequences: list[Sequence], windows: 
     return (agreed / counted.clamp(min=1)).tolist()
 
 
-# What a run learns and from what: a resume keeps them. Where it runs (device, threads, folders) and for how long
-# are the resuming machine's own.
-RECIPE = ("base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup")
+# What a run learns, from what, and up to which step: a resume keeps them. Where it runs (device, threads, folders)
+# and how many minutes it may take are the resuming machine's own.
+RECIPE = ("base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup", "steps")
 RECIPE += ("max_prefix_tokens", "max_suffix_tokens", "max_middle_tokens", "languages", "eval_examples", "seed")
 
 
