@@ -154,14 +154,16 @@ def agreement(lm, adapter: DraftingAdapter, sequences: list[Sequence], windows: 
 
 # What a run learns, from what, and up to which step: a resume keeps them. Where it runs (device, threads, folders)
 # and how many minutes it may take are the resuming machine's own.
-RECIPE = ("base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup", "steps")
-RECIPE += ("max_prefix_tokens", "max_suffix_tokens", "max_middle_tokens", "languages", "eval_examples", "seed")
+RECIPE = frozenset(
+    {"base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup", "steps", "seed"}
+    | {"max_prefix_tokens", "max_suffix_tokens", "max_middle_tokens", "languages", "eval_examples"}
+)
 
 
 def run_settings(out_dir: Path) -> dict:
     """The recipe of the run in `out_dir` (from its train_config.json); none for a new run. A resume starts from it,
     so it goes on with the run's own block size, learning rate and example shapes, not today's defaults."""
-    path = Path(out_dir) / "train_config.json"
+    path = out_dir / "train_config.json"
     recorded = json.loads(path.read_text()) if path.is_file() else {}
     return {key: value for key, value in recorded.items() if key in RECIPE}
 
