@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+from transformers.utils import logging as transformers_logging
 
 from engine.errors import ModelLoadError
 from engine.models.loading import EMBEDDED_DIR, load_model
@@ -22,6 +23,13 @@ def test_local_directory_loads_in_fp32_on_cpu(toy_checkpoint):
     assert not loaded.model.training
     assert loaded.layout == "suffix_after_canvas"
     assert loaded.special.fim_suffix is not None
+
+
+def test_a_load_from_disk_draws_no_progress_bar(toy_checkpoint, capfd):
+    """transformers' "Loading weights" bar was the first line `bash setup.sh`'s demo printed."""
+    load_model(str(toy_checkpoint), device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # given back for whatever loads next
 
 
 def test_text_only_model_has_no_real_vision_tower(toy_checkpoint):

@@ -11,6 +11,8 @@ can fail ends in a ModelLoadError whose message says what to do, never a stack t
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as transformers_logging
 
 from engine.errors import ModelLoadError
 from engine.models.catalog import CatalogEntry, installed_dir, is_installed, lookup
@@ -167,6 +170,20 @@ def _check_gguf_support(spec: str) -> None:
         )
 
 
+@contextmanager
+def _without_weight_bars(quiet: bool) -> Iterator[None]:
+    """transformers draws a "Loading weights" bar for every load. Read from disk (or the local cache) it lasts a
+    second and was the first thing `blockfill infill` and a language server's log showed; a download keeps its bar."""
+    shown = transformers_logging.is_progress_bar_enabled()
+    if quiet and shown:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and shown:
+            transformers_logging.enable_progress_bar()
+
+
 def load_model(
     spec: str = "blockfill-tiny", device: str = "auto", allow_download: bool = False, quantize: str = "none"
 ) -> LoadedModel:
@@ -234,10 +251,11 @@ def _load_checkpoint(
     offline = not allow_download
     options = dict(local_files_only=offline, trust_remote_code=False, **gguf)
     try:
-        family = "causal" if gguf else _family(AutoConfig.from_pretrained(source, **options))
-        tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model_class = DiffusionGemmaForBlockDiffusion if family == "diffusion_gemma" else AutoModelForCausalLM
-        model, info = model_class.from_pretrained(source, dtype=dtype, output_loading_info=True, **options)
+        with _without_weight_bars(is_local or offline):
+            family = "causal" if gguf else _family(AutoConfig.from_pretrained(source, **options))
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model_class = DiffusionGemmaForBlockDiffusion if family == "diffusion_gemma" else AutoModelForCausalLM
+            model, info = model_class.from_pretrained(source, dtype=dtype, output_loading_info=True, **options)
     except OSError as err:
         if is_local:
             raise ModelLoadError(f"could not read the checkpoint in {local}: {err}") from err
@@ -298,9 +316,14 @@ def _load_diffusion(
     if mask is None or not 0 <= mask < config.get("vocab_size", 0):
         raise ModelLoadError(f"{local} is a {layout.name} checkpoint without a usable mask token ({mask!r})")
     try:
-        model, info = graph_class(layout).from_pretrained(
-            str(local), config=qwen_config(config, layout), dtype=dtype, output_loading_info=True, local_files_only=True
-        )
+        with _without_weight_bars(True):
+            model, info = graph_class(layout).from_pretrained(
+                str(local),
+                config=qwen_config(config, layout),
+                dtype=dtype,
+                output_loading_info=True,
+                local_files_only=True,
+            )
     except Exception as err:  # safetensors and torch raise their own types for truncated or garbled weights
         raise ModelLoadError(f"the weights of {local} are corrupt or do not match its config: {err}") from err
     _check_complete(str(local), info)
