@@ -73,11 +73,12 @@ def main() -> None:
     base = rows[arms[0][0]]
     base_seconds = statistics.median(r[1] for r in base)
     print(f"{args.suite}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {loaded.device}:")
+    width = max(len(name) for name in rows)
     for name, results in rows.items():
         median = statistics.median(r[1] for r in results)
         same = sum(r[4] == b[4] for r, b in zip(results, base, strict=True))
         print(
-            f"  {name:22} score {100 * sum(r[0] for r in results) / len(results):5.1f} %; "
+            f"  {name:{width}} score {100 * sum(r[0] for r in results) / len(results):5.1f} %; "
             f"tokens a step {sum(r[2] for r in results) / sum(r[3] for r in results):.2f}; "
             f"median {1000 * median:.0f} ms a hole ({base_seconds / median:.2f}x the first arm's); "
             f"same middle as the first arm {same}/{len(results)}"

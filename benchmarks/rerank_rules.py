@@ -64,7 +64,7 @@ def record(args) -> None:
             line_before = last_line(context.prefix)
             fim_prompt, healed = engine._fim_prompt(context, context.canvas_tokens, engine._head(context))
             fim_cache = DynamicCache(config=lm.config)
-            fim_next = engine.drafter.prefill(fim_prompt.input_ids, fim_cache)
+            fim_next = engine.drafter.prefill(fim_prompt.input_ids, fim_cache)[0]  # [V]
             baseline = imbalance(context, "")
             candidates = []
             for candidate in ranked:

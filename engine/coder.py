@@ -72,9 +72,12 @@ class Drafter:
         cache: DynamicCache,
         cached_tokens: int = 0,
         should_stop: Callable[[], bool] | None = None,
+        block: int = 0,
     ) -> torch.Tensor:
         """Encode the prompt after its first `cached_tokens` (already in `cache`, cropped to them here); returns
-        the base's logits for the token after the prompt [V].
+        the logits after it [1 + block, V]: the base's prediction of the next token, then `block` masks' drafts of
+        the tokens after that one. The masks ride on the last forward, so a middle's first step already verifies
+        drafts instead of only drafting them (a short middle takes one step less).
 
         `PREFILL_CHUNK` tokens a forward, `should_stop()` asked between them: a file's first prompt is seconds of
         reading on a CPU, and a keystroke that supersedes it should not wait for all of it. Cancelled, `cache`
@@ -85,25 +88,30 @@ class Drafter:
             if start > cached_tokens:
                 stop_if_asked(should_stop, "prefill")
             end = min(start + PREFILL_CHUNK, len(input_ids))
-            ids = torch.tensor([input_ids[start:end]], device=self.lm.device)  # [1, chunk]
-            positions = torch.arange(start, end, device=self.lm.device)[None]
-            logits = self.lm(input_ids=ids, position_ids=positions, past_key_values=cache, logits_to_keep=1).logits
-        return logits[0, -1]
+            logits = self._forward(cache, input_ids[start:end], block if end == len(input_ids) else 0, rows=1)
+        return logits
 
     @torch.inference_mode()
     def step(self, cache: DynamicCache, pending: list[int], block: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward over `pending` (appended to the cache) and `block` masks (not kept); returns the pending
         rows' logits [n, V] (row i: the base's prediction after pending[i]) and the masks' drafts [block, V]."""
+        logits = self._forward(cache, pending, block, rows=len(pending))  # [n + B, V]
+        return logits[: len(pending)], logits[len(pending) :]
+
+    def _forward(self, cache: DynamicCache, tokens: list[int], block: int, rows: int) -> torch.Tensor:
+        """`tokens` appended to the cache, read causally as the base reads them (adapter off), then `block` masks
+        (adapter on, bidirectional among themselves, not kept); the logits of the last `rows` tokens and of the
+        masks [rows + block, V] (only those rows go through the LM head: a prompt's chunk needs one)."""
         device, past = self.lm.device, cache.get_seq_length()
-        n = len(pending)
-        embeds = self.lm.get_input_embeddings()(torch.tensor([pending], device=device))  # [1, n, H]
+        n = len(tokens)
+        embeds = self.lm.get_input_embeddings()(torch.tensor([tokens], device=device))  # [1, n, H]
         if block:
             assert self.adapter is not None, "drafting needs the adapter"
             masks = self.adapter.mask_embedding.to(embeds.dtype).expand(1, block, -1)  # [1, B, H]
             embeds = torch.cat([embeds, masks], dim=1)  # [1, n + B, H]
         positions = torch.arange(past, past + n + block, device=device)[None]  # [1, n + B]
-        # Without masks the pending tokens read causally, the model's own default (any causal architecture), and
-        # the adapter stays off.
+        # Without masks the tokens read causally, the model's own default (any causal architecture), and the
+        # adapter stays off.
         attention, gate = None, None
         if block:
             attention = {"full_attention": draft_attention(past, n, block, device)[None, None]}
@@ -111,11 +119,15 @@ class Drafter:
         context = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
         with context:
             logits = self.lm(
-                inputs_embeds=embeds, position_ids=positions, attention_mask=attention, past_key_values=cache
-            ).logits[0]  # [n + B, V]
+                inputs_embeds=embeds,
+                position_ids=positions,
+                attention_mask=attention,
+                past_key_values=cache,
+                logits_to_keep=rows + block,
+            ).logits[0]  # [rows + B, V]
         if block:
             cache.crop(-block)
-        return logits[:n], logits[n:]
+        return logits
 
 
 def draft_attention(past: int, pending: int, block: int, device=None) -> torch.Tensor:
@@ -130,7 +142,7 @@ def draft_attention(past: int, pending: int, block: int, device=None) -> torch.T
 def draft_middle(
     drafter: Drafter,
     cache: DynamicCache,
-    next_logits: torch.Tensor,
+    prediction: torch.Tensor,
     settings: DraftSettings,
     max_tokens: int,
     ends_at: Callable[[list[int]], int | None],
@@ -140,7 +152,8 @@ def draft_middle(
     heal: str = "",
     vocabulary: Vocabulary | None = None,
 ) -> DraftResult:
-    """Decode the middle after a prefilled prompt (`next_logits` [V]: the base's prediction after it).
+    """Decode the middle after a prefilled prompt (`prediction` [1 + B, V], `Drafter.prefill`'s: the base's
+    prediction after it, then the masks' drafts of the tokens after that one, if the prefill drafted any).
 
     `ends_at(tokens)` says where the middle is over (an end token, the end of the mode's line or block) as the
     number of tokens to keep, or None. Raises Cancelled when `should_stop()` turns true between two steps.
@@ -168,10 +181,23 @@ def draft_middle(
         limit = min(settings.lookup_tokens, max_tokens - len(kept) - 1)
         return lookup_drafts(reference, [*lead[-LOOKUP_NGRAM:], *kept, *pending], limit)
 
-    first = next_logits.float().softmax(-1)
+    def add_masks_drafts(pending: list[int], pending_probability: list[float], draft_logits: torch.Tensor) -> None:
+        # The masks drafted the tokens after the base's next one (pending[0]), read after everything before it:
+        # usable where no lookup draft stands in their place and no healing text is still to write.
+        if len(pending) > 1 or not len(draft_logits) or open_heal([*kept, *pending]) is not None:
+            return
+        drafts = draft_logits.float().softmax(-1).max(-1)  # [B]
+        for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
+            if probability < settings.draft_threshold:
+                break
+            pending.append(token)
+            pending_probability.append(probability)
+
+    first = prediction[0].float().softmax(-1)
     pending = [choose(first, [])]  # pending[0] is always the base's own choice
     pending += copied(pending)
     pending_probability = [float(first[pending[0]])] + [1.0] * (len(pending) - 1)  # a draft's: replaced once verified
+    add_masks_drafts(pending, pending_probability, prediction[1:])
     steps = 0
     while True:
         stop_if_asked(should_stop, "drafting")
@@ -196,16 +222,8 @@ def draft_middle(
         pending = [choose(base[keep - 1], kept)]
         pending += copied(pending)
         pending_probability = [float(base[keep - 1, pending[0]])] + [1.0] * (len(pending) - 1)
-        # The masks drafted the tokens after the base's next one, read after every pending token: usable where all
-        # of those were kept and no lookup draft now stands in their place.
-        masks_apply = keep == len(pending_logits) and len(pending) == 1
-        if masks_apply and settings.block_size and open_heal([*kept, *pending]) is None:
-            drafts = draft_logits.float().softmax(-1).max(-1)  # [B]: the drafts follow the base's next token
-            for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
-                if probability < settings.draft_threshold:
-                    break
-                pending.append(token)
-                pending_probability.append(probability)
+        if keep == len(pending_logits):  # the masks read after every pending token, and all of them were kept
+            add_masks_drafts(pending, pending_probability, draft_logits)
 
 
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied

@@ -111,7 +111,7 @@ class _PromptCache:
 
     prompt: Prompt
     cache: DynamicCache
-    next_logits: torch.Tensor | None = None  # causal families: the prediction after the prompt [V]
+    prediction: torch.Tensor | None = None  # causal families: Drafter.prefill's logits after the prompt [1 + B, V]
 
     def reusable_tokens(self, prompt: Prompt, sliding_window: int) -> int:
         """Length of the common (id, position) prefix, less one so at least one token is encoded."""
@@ -405,7 +405,7 @@ class Engine:
             head_prompt = Prompt(plain_head, list(range(len(plain_head))), len(plain_head))
             file_head = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
         start = file_head[1] if file_head is not None else None
-        next_logits, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop, start)
+        prediction, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop, start)
         middle = functools.partial(
             draft_middle,
             self.drafter,
@@ -416,7 +416,7 @@ class Engine:
             heal=heal,
             vocabulary=self._vocabulary if heal else None,
         )
-        results = [middle(fim.cache, next_logits, reference=prompt.input_ids, lead=prompt.input_ids)]
+        results = [middle(fim.cache, prediction, reference=prompt.input_ids, lead=prompt.input_ids)]
         drafts = []
         if file_head is not None:
             drafts = self._reranked(context, prompt, file_head, results, reused, middle, heal, should_stop)
@@ -451,7 +451,8 @@ class Engine:
         head = head_cache.prompt.input_ids
         line_ids, _ = self._cursor_line(context)
         plain_cache, plain = head_cache.cache, head + line_ids
-        plain_next = self.drafter.prefill(plain, plain_cache, len(head)) if line_ids else head_next
+        block = self.draft_settings.block_size
+        plain_next = self.drafter.prefill(plain, plain_cache, len(head), block=block) if line_ids else head_next
         reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
         continuation = middle(plain_cache, plain_next, reference=reference, lead=plain)
         plain_cache.crop(len(head) - plain_cache.get_seq_length())
@@ -477,7 +478,7 @@ class Engine:
         scores = [0.0] * len(contenders)
         if len(contenders) > 1:
             with self.thread_policy.for_forward(max(map(len, continuations))):
-                scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next, continuations, should_stop)
+                scores = file_log_likelihoods(self.loaded.model, plain_cache, head_next[0], continuations, should_stop)
         scored = dict(zip(contenders, scores, strict=True))
         return [dataclasses.replace(d, score=scored.get(text, -math.inf)) for text, d in drafts.items()]
 
@@ -489,7 +490,7 @@ class Engine:
         start: "_PromptCache | None" = None,
     ) -> tuple[torch.Tensor, "_PromptCache", int]:
         """A causal model's KV cache of `prompt`, reusing the one the last keystroke left in `slot` (None: a batch,
-        which keeps nothing) up to the first changed token: the logits after the prompt [V], the cache, and the
+        which keeps nothing) up to the first changed token: the logits after the prompt [1 + B, V], the cache, and the
         tokens reused. The cache is the base model's own, so reuse is exact. The same prompt again (the file up to
         the cursor's line, keystroke after keystroke on one line) reads nothing: its cache is cut back to it and
         its prediction kept. A cancelled prefill leaves what it read in `slot`, so the keystroke that cancelled
@@ -501,11 +502,11 @@ class Engine:
         reused, cache = 0, DynamicCache(config=self.loaded.model.config)
         window = getattr(self.loaded.model.config, "sliding_window", None) or 1 << 30
         if previous is not None:
-            if previous.prompt == prompt and previous.next_logits is not None:
+            if previous.prompt == prompt and previous.prediction is not None:
                 length = len(prompt.input_ids)
                 if length < previous.cache.get_seq_length():  # a decode appended to it
                     previous.cache.crop(length - previous.cache.get_seq_length())
-                return previous.next_logits, previous, length
+                return previous.prediction, previous, length
             reused = previous.reusable_tokens(prompt, window)
             cache = previous.cache if reused else cache
         cached = reused  # tokens the prefill does not read; `reused` counts those the last keystroke left
@@ -514,17 +515,19 @@ class Engine:
             cache.crop(cached - cache.get_seq_length())
         try:
             with self.thread_policy.for_forward(len(prompt.input_ids) - cached):
-                next_logits = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop)
+                prediction = self.drafter.prefill(
+                    prompt.input_ids, cache, cached, should_stop, self.draft_settings.block_size
+                )
         except Cancelled:
             if slot:
                 read = cache.get_seq_length()
                 partial = Prompt(prompt.input_ids[:read], prompt.position_ids[:read], prompt.canvas_start)
                 setattr(self, slot, _PromptCache(partial, cache))
             raise
-        kept = _PromptCache(prompt, cache, next_logits)
+        kept = _PromptCache(prompt, cache, prediction)
         if slot:
             setattr(self, slot, kept)  # decoding appends to its cache; the next prefill crops it
-        return next_logits, kept, reused
+        return prediction, kept, reused
 
     def _end_rule(self, context: InfillContext, healed: str = "") -> Callable[[list[int]], int | None]:
         """Where a middle is over that first writes `healed`, the end of the cursor's line the prompt left out."""

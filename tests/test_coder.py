@@ -183,6 +183,28 @@ def test_lookup_drafts_come_before_the_masks_and_the_masks_draft_where_the_refer
     assert copied.steps <= 2 < masks.steps, (copied.steps, masks.steps)  # the lookup drafts came first
 
 
+def test_masks_on_the_prompts_last_forward_save_the_first_step_and_change_nothing_else(toy_adapter):
+    """The prefill's last forward carries the masks too, so the first step already verifies drafts: the middle
+    takes a step less, and the cache and the base's prediction are what a prefill without masks leaves."""
+    loaded = load_model(str(toy_adapter), device="cpu")
+    encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt = build_prompt([], encode("\nbravo bravo bravo = value\n"), 12, "fim_text", loaded.special).input_ids
+    prompt += encode("value = ")[:-1]  # as the engine serves it: the cursor's line, its last token taken back
+    drafter, settings = Drafter(loaded.model, loaded.adapter), DraftSettings(block_size=BLOCK)
+
+    def decode(block: int):
+        cache = DynamicCache(config=loaded.model.config)
+        prediction = drafter.prefill(prompt, cache, block=block)
+        assert cache.get_seq_length() == len(prompt)  # the masks were not kept
+        return prediction, draft_middle(drafter, cache, prediction, settings, 12, lambda t: None)
+
+    (without, later), (with_masks, sooner) = decode(0), decode(BLOCK)
+    assert (without.shape[0], with_masks.shape[0]) == (1, 1 + BLOCK)
+    torch.testing.assert_close(with_masks[0], without[0])
+    assert sooner.tokens == later.tokens and len(later.tokens) >= 6
+    assert sooner.steps < later.steps, (sooner.steps, later.steps)
+
+
 def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
     allowed = draft_attention(past=2, pending=2, block=2)
     assert allowed.tolist() == [

@@ -159,8 +159,8 @@ def test_the_fim_prompt_goes_on_from_the_plain_files_cache(toy_base):
     engine = Engine(config)
     starts = []  # (prompt length, tokens already cached) of each prefill
     prefill = engine.drafter.prefill
-    engine.drafter.prefill = lambda ids, cache, cached=0, *rest: (
-        starts.append((len(ids), cached)) or prefill(ids, cache, cached, *rest)
+    engine.drafter.prefill = lambda ids, cache, cached=0, *rest, **named: (
+        starts.append((len(ids), cached)) or prefill(ids, cache, cached, *rest, **named)
     )
     prefix, _, suffix = toy_texts(random.Random(5))
     request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
