@@ -132,6 +132,7 @@ def test_a_lease_trains_on_from_the_cpu_run_and_the_cpu_goes_on_from_the_lease(h
         key: TINY[key] for key in ("block_size", "rank", "windows", "max_middle_tokens")
     }
     assert (resumed["base"], resumed["device"]) == (str(base), "auto")
+    assert (resumed["eval_every"], resumed["save_every"]) == (3, 1)  # as the lease ran it, not the defaults
 
 
 def test_a_damaged_piece_is_refused_where_it_arrives(here, tmp_path, monkeypatch):
