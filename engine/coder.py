@@ -27,7 +27,7 @@ ragged caches.
 """
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -60,10 +60,19 @@ class DraftResult:
 
 
 class Drafter:
-    """A causal LM and, for blockfill-coder, its drafting adapter: the two forwards the loop needs."""
+    """A causal LM and, for blockfill-coder, its drafting adapter: the two forwards the loop needs.
 
-    def __init__(self, lm: nn.Module, adapter: DraftingAdapter | None):
+    `threads_for(tokens)`: the CPU threads a forward over that many tokens runs on (engine.threads), as a context;
+    none: torch's current count."""
+
+    def __init__(
+        self,
+        lm: nn.Module,
+        adapter: DraftingAdapter | None,
+        threads_for: Callable[[int], AbstractContextManager[None]] | None = None,
+    ):
         self.lm, self.adapter = lm, adapter
+        self.threads_for = threads_for or (lambda tokens: nullcontext())
 
     @torch.inference_mode()
     def prefill(
@@ -116,8 +125,8 @@ class Drafter:
         if block:
             attention = {"full_attention": draft_attention(past, n, block, device)[None, None]}
             gate = torch.cat([torch.zeros(n, device=device), torch.ones(block, device=device)])[None, :, None]
-        context = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
-        with context:
+        gated = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
+        with gated, self.threads_for(n + block):
             logits = self.lm(
                 inputs_embeds=embeds,
                 position_ids=positions,

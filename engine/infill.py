@@ -171,7 +171,8 @@ class Engine:
             self.settings, max_steps=config.refine_steps, t_max=config.t_min, stability_steps=0
         )
         adapter = self.loaded.adapter
-        self.drafter = Drafter(self.loaded.model, adapter) if self.loaded.family in ("causal", "coder") else None
+        causal = self.loaded.family in ("causal", "coder")
+        self.drafter = Drafter(self.loaded.model, adapter, self.thread_policy.for_forward) if causal else None
         self.postprocess_options = PostprocessOptions(
             drop_syntax_errors=config.drop_syntax_errors,
             past_dedents=self.drafter is not None and config.rerank and config.rerank_past_dedents,
@@ -514,10 +515,8 @@ class Engine:
             cached, cache = shared, copy.deepcopy(start.cache)
             cache.crop(cached - cache.get_seq_length())
         try:
-            with self.thread_policy.for_forward(len(prompt.input_ids) - cached):
-                prediction = self.drafter.prefill(
-                    prompt.input_ids, cache, cached, should_stop, self.draft_settings.block_size
-                )
+            block = self.draft_settings.block_size
+            prediction = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop, block)
         except Cancelled:
             if slot:
                 read = cache.get_seq_length()

@@ -1,10 +1,11 @@
 """Torch's CPU thread count for one forward, by how many tokens it reads and how busy the machine is.
 
-A forward over many tokens (a prompt's chunk, the reranker's scores) is a wide product: on cores nothing else
-uses, it runs 1.6-1.9x faster on two threads than on one. A step of one or a few tokens is thin and gains
-nothing. And where another process keeps a core busy, a second thread makes even a wide forward about 2x slower:
-its share of the work waits for the core (benchmarks/RESULTS.md). So the engine keeps `threads` for its steps
-and widens a wide forward only onto the cores that other processes left idle since it last looked.
+A forward over several tokens (a prompt's chunk, the reranker's scores, a drafting step that reads the base's
+token and four masks, or verifies drafts) is a wide product: on cores nothing else uses, it runs 1.2-1.9x faster
+on two threads than on one. A forward of one token is thin and gains nothing. And where another process keeps a
+core busy, a second thread makes even a wide forward about 2x slower: its share of the work waits for the core
+(benchmarks/RESULTS.md). So the engine keeps `threads` for thin forwards and widens a wide one only onto the
+cores that other processes left idle since it last looked.
 """
 
 import os
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-# Tokens a forward reads from which it counts as wide (CPU-2, prepacked weights: RESULTS.md).
-WIDE_FORWARD_TOKENS = 16
+# Tokens a forward reads from which it counts as wide (CPU-2, prepacked weights: 5 tokens 1.25x, 9 1.37x; RESULTS.md).
+WIDE_FORWARD_TOKENS = 2
 # A look at the machine's load over less than this is too short for /proc/stat's clock ticks: the last one stands.
 SHORTEST_LOOK_SECONDS = 0.2
 

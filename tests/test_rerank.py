@@ -221,14 +221,15 @@ def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):
     assert typing(fresh, shown[:1]).refined is False and forwards
 
 
-def test_wide_forwards_run_on_prompt_threads_and_steps_on_threads(toy_base, monkeypatch):
-    """engine.threads: on an idle machine the prefills and the reranker's scores (wide forwards) run on
-    `prompt_threads`, the decoding steps (a token or a few) on `threads`; the same completions as on one thread."""
+def test_wide_forwards_run_on_prompt_threads_and_thin_ones_on_threads(toy_base, monkeypatch):
+    """engine.threads: on an idle machine the wide forwards (the prefills, the reranker's scores, a step that
+    verifies many drafts) run on `prompt_threads`, the thin ones (a step of a token or a few) on `threads`; the
+    same completions as on one thread."""
     monkeypatch.setattr(threads, "WIDE_FORWARD_TOKENS", 6)  # the toy's prompts are short
     monkeypatch.setattr(threads.OtherLoad, "cores", lambda self: 0.0)  # the machine otherwise idle, whatever runs
-    # Without lookup drafts a step reads a token or two (with them up to 9: narrow under the real threshold, 16).
+    # With lookup drafts a step reads from one token up to 9: both kinds.
     config = EngineConfig(
-        model=str(toy_base), device="cpu", drop_syntax_errors=False, lookup_tokens=0, threads=1, prompt_threads=2
+        model=str(toy_base), device="cpu", drop_syntax_errors=False, lookup_tokens=8, threads=1, prompt_threads=2
     )
     engine = Engine(config)
     forwards = []  # (tokens read, threads) of each forward
@@ -244,5 +245,6 @@ def test_wide_forwards_run_on_prompt_threads_and_steps_on_threads(toy_base, monk
     shown = [c.text for c in engine.complete(requests)]
     assert torch.get_num_threads() == 1
     assert {n for tokens, n in forwards if tokens >= 6} == {2} and {n for tokens, n in forwards if tokens < 6} == {1}
+    assert any(6 <= tokens <= 9 for tokens, _ in forwards)  # steps among the wide forwards
     narrow = Engine(dataclasses.replace(config, prompt_threads=1), engine.loaded)
     assert [c.text for c in narrow.complete(requests)] == shown
