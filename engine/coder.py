@@ -86,7 +86,7 @@ class Drafter:
         """Encode the prompt after its first `cached_tokens` (already in `cache`, cropped to them here); returns
         the logits after it [1 + block, V]: the base's prediction of the next token, then `block` masks' drafts of
         the tokens after that one. The masks ride on the last forward, so a middle's first step already verifies
-        drafts instead of only drafting them (a short middle takes one step less).
+        drafts instead of only drafting them (where the first drafts hold, a middle takes one step less).
 
         `PREFILL_CHUNK` tokens a forward, `should_stop()` asked between them: a file's first prompt is seconds of
         reading on a CPU, and a keystroke that supersedes it should not wait for all of it. Cancelled, `cache`
