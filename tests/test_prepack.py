@@ -19,7 +19,7 @@ from tests.toy_coder import train_toy_adapter, train_toy_base
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(1, 1, 48), (1, 7, 48), (3, 5, 48), (2, 48)])
+@pytest.mark.parametrize("shape", [(1, 1, 48), (1, 7, 48), (3, 5, 48), (2, 48), (1, 3, 48)])
 def test_a_prepacked_layer_computes_what_linear_computes(bias, shape):
     torch.manual_seed(0)
     linear = nn.Linear(48, 80, bias=bias)
