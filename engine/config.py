@@ -54,11 +54,11 @@ class EngineConfig:
     drop_syntax_errors: bool = True  # show nothing rather than a completion that adds a syntax error
     candidates: int = 1  # drafts denoised together per hole (one seed each); post-processing ranks them, best shown
     # blockfill-coder: masked positions drafted a step; -1: the adapter's own block size; 0: none, the base left to
-    # right. With lookup drafts first and the masks' where there are none, the shipped adapter settles 2.05 tokens a
-    # step on SantaCoder and 1.58 on HumanEval single-line holes, against lookup's 1.64 and 1.26 (RESULTS.md).
+    # right. With lookup drafts first and the masks' where there are none, the shipped adapter settles 1.85 tokens a
+    # step on SantaCoder's 120 holes and 1.82 on HumanEval's 207 single-line ones, against lookup's 1.41 and 1.37.
     block_size: int = -1
     # blockfill-coder: a drafted token is tried while at least this likely. A wrong one costs a verified row, a
-    # right one a step: 0.3 was faster than 0.6 on both suites, the middles the same (RESULTS.md).
+    # right one a step: 0.3 was faster than 0.6 on both suites, 0.0 no better, the middles the same (RESULTS.md).
     draft_threshold: float = 0.3
     verify_drafts: bool = True  # blockfill-coder: keep a draft only where the base predicts the same token
     # Causal families: tokens a step copied from the prompt (or the FIM middle, for the plain continuation) where
