@@ -49,6 +49,7 @@ class DraftSettings:
     draft_threshold: float = 0.6  # a draft is kept while its probability is at least this
     verify: bool = True  # keep a draft only once the base predicts the same token at its position
     lookup_tokens: int = 0  # tokens copied a step from the reference after the middle's last n-gram (before masks)
+    second_masks: int = 0  # a step with drafts also drafts this many behind its first token, for when the next fails
 
 
 @dataclass(frozen=True)
@@ -101,50 +102,67 @@ class Drafter:
         return logits
 
     @torch.inference_mode()
-    def step(self, cache: DynamicCache, pending: list[int], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, cache: DynamicCache, pending: list[int], block: int, second: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One forward over `pending` (appended to the cache) and `block` masks (not kept); returns the pending
-        rows' logits [n, V] (row i: the base's prediction after pending[i]) and the masks' drafts [block, V]."""
-        logits = self._forward(cache, pending, block, rows=len(pending))  # [n + B, V]
-        return logits[: len(pending)], logits[len(pending) :]
+        rows' logits [n, V] (row i: the base's prediction after pending[i]), the masks' drafts [block, V], and
+        where pending holds drafts, a second block's [min(second, block), V] (else [0, V]): masks that read
+        pending[0] and nothing after it, so a step whose first draft fails still leaves drafts for the next."""
+        n = len(pending)
+        behind_first = min(second, block) if n > 1 else 0
+        logits = self._forward(cache, pending, block, rows=n, behind_first=behind_first)  # [n + B + B2, V]
+        return logits[:n], logits[n : n + block], logits[n + block :]
 
-    def _forward(self, cache: DynamicCache, tokens: list[int], block: int, rows: int) -> torch.Tensor:
+    def _forward(
+        self, cache: DynamicCache, tokens: list[int], block: int, rows: int, behind_first: int = 0
+    ) -> torch.Tensor:
         """`tokens` appended to the cache, read causally as the base reads them (adapter off), then `block` masks
-        (adapter on, bidirectional among themselves, not kept); the logits of the last `rows` tokens and of the
-        masks [rows + block, V] (only those rows go through the LM head: a prompt's chunk needs one)."""
+        (adapter on, bidirectional among themselves, not kept) and `behind_first` masks more placed after
+        tokens[0] alone (draft_attention); the logits of the last `rows` tokens and of the masks
+        [rows + block + behind_first, V] (only those rows go through the LM head: a prompt's chunk needs one)."""
         device, past = self.lm.device, cache.get_seq_length()
-        n = len(tokens)
+        n, masks = len(tokens), block + behind_first
         embeds = self.lm.get_input_embeddings()(torch.tensor([tokens], device=device))  # [1, n, H]
-        if block:
+        if masks:
             assert self.adapter is not None, "drafting needs the adapter"
-            masks = self.adapter.mask_embedding.to(embeds.dtype).expand(1, block, -1)  # [1, B, H]
-            embeds = torch.cat([embeds, masks], dim=1)  # [1, n + B, H]
-        positions = torch.arange(past, past + n + block, device=device)[None]  # [1, n + B]
+            mask_embeds = self.adapter.mask_embedding.to(embeds.dtype).expand(1, masks, -1)  # [1, B + B2, H]
+            embeds = torch.cat([embeds, mask_embeds], dim=1)  # [1, n + B + B2, H]
+        positions = torch.cat(
+            [torch.arange(past, past + n + block), torch.arange(past + 1, past + 1 + behind_first)]
+        ).to(device)[None]  # [1, n + B + B2]: the second block sits where the first would after tokens[0] alone
         # Without masks the tokens read causally, the model's own default (any causal architecture), and the
         # adapter stays off.
         attention, gate = None, None
-        if block:
-            attention = {"full_attention": draft_attention(past, n, block, device)[None, None]}
-            gate = torch.cat([torch.zeros(n, device=device), torch.ones(block, device=device)])[None, :, None]
+        if masks:
+            allowed = draft_attention(past, n, block, device, behind_first)
+            attention = {"full_attention": allowed[None, None]}
+            gate = torch.cat([torch.zeros(n, device=device), torch.ones(masks, device=device)])[None, :, None]
         gated = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
-        with gated, self.threads_for(n + block):
+        with gated, self.threads_for(n + masks):
             logits = self.lm(
                 inputs_embeds=embeds,
                 position_ids=positions,
                 attention_mask=attention,
                 past_key_values=cache,
-                logits_to_keep=rows + block,
-            ).logits[0]  # [rows + B, V]
-        if block:
-            cache.crop(-block)
+                logits_to_keep=rows + masks,
+            ).logits[0]  # [rows + B + B2, V]
+        if masks:
+            cache.crop(-masks)
         return logits
 
 
-def draft_attention(past: int, pending: int, block: int, device=None) -> torch.Tensor:
-    """Which keys each query may read [pending + block, past + pending + block]: everything cached; pending tokens
-    causally among themselves and never a mask (so they are read as the base reads them); masks everything."""
-    allowed = torch.ones(pending + block, past + pending + block, dtype=torch.bool, device=device)
+def draft_attention(past: int, pending: int, block: int, device=None, behind_first: int = 0) -> torch.Tensor:
+    """Which keys each query may read [pending + block + behind_first, past + pending + block + behind_first]:
+    everything cached; pending tokens causally among themselves and never a mask (so they are read as the base
+    reads them); the masks every pending token and their own block; the `behind_first` masks only the first
+    pending token and their own block (as masks after that token alone would read)."""
+    total = pending + block + behind_first
+    allowed = torch.ones(total, past + total, dtype=torch.bool, device=device)
     allowed[:pending, past:] = False
     allowed[:pending, past : past + pending] = torch.ones(pending, pending, dtype=torch.bool, device=device).tril()
+    allowed[pending : pending + block, past + pending + block :] = False
+    allowed[pending + block :, past + 1 : past + pending + block] = False
     return allowed
 
 
@@ -214,7 +232,9 @@ def draft_middle(
             kept.append(pending[0])  # the base's own token needs no forward to be kept
             probabilities.append(pending_probability[0])
             return _result(kept, end, max_tokens, steps, probabilities)
-        pending_logits, draft_logits = drafter.step(cache, pending, settings.block_size)
+        pending_logits, draft_logits, second_logits = drafter.step(
+            cache, pending, settings.block_size, settings.second_masks
+        )
         steps += 1
         base = pending_logits.float().softmax(-1)  # [n, V]
         base_probability, base_choice = base.max(-1)  # [n]
@@ -233,6 +253,8 @@ def draft_middle(
         pending_probability = [float(base[keep - 1, pending[0]])] + [1.0] * (len(pending) - 1)
         if keep == len(pending_logits):  # the masks read after every pending token, and all of them were kept
             add_masks_drafts(pending, pending_probability, draft_logits)
+        elif keep == 1:  # the first draft failed: the second block read only the token kept before it
+            add_masks_drafts(pending, pending_probability, second_logits)
 
 
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied
