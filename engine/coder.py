@@ -49,7 +49,8 @@ class DraftSettings:
     draft_threshold: float = 0.6  # a draft is kept while its probability is at least this
     verify: bool = True  # keep a draft only once the base predicts the same token at its position
     lookup_tokens: int = 0  # tokens copied a step from the reference after the middle's last n-gram (before masks)
-    second_masks: int = 0  # a step with drafts also drafts this many behind its first token, for when the next fails
+    fallback_masks: int = 0  # masks drafted behind each of a step's first pending tokens, for when later ones fail
+    fallback_blocks: int = 0  # behind how many of them
 
 
 @dataclass(frozen=True)
@@ -98,71 +99,83 @@ class Drafter:
             if start > cached_tokens:
                 stop_if_asked(should_stop, "prefill")
             end = min(start + PREFILL_CHUNK, len(input_ids))
-            logits = self._forward(cache, input_ids[start:end], block if end == len(input_ids) else 0, rows=1)
+            last = end == len(input_ids)
+            blocks = [MaskBlock(end - start, block)] if block and last else []
+            logits = self._forward(cache, input_ids[start:end], blocks, rows=1)
         return logits
 
     @torch.inference_mode()
     def step(
-        self, cache: DynamicCache, pending: list[int], block: int, second: int = 0
+        self, cache: DynamicCache, pending: list[int], block: int, fallback_masks: int = 0, fallback_blocks: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One forward over `pending` (appended to the cache) and `block` masks (not kept); returns the pending
         rows' logits [n, V] (row i: the base's prediction after pending[i]), the masks' drafts [block, V], and
-        where pending holds drafts, a second block's [min(second, block), V] (else [0, V]): masks that read
-        pending[0] and nothing after it, so a step whose first draft fails still leaves drafts for the next."""
+        fallback blocks' drafts [F, fallback_masks, V]: block i's masks read pending[: i + 1] and nothing after
+        them, as a block behind pending[i] alone would, so a step whose drafts fail after pending[i] still leaves
+        drafts for the next (F = min(fallback_blocks, n - 1): none behind the last, the first block's place)."""
         n = len(pending)
-        behind_first = min(second, block) if n > 1 else 0
-        logits = self._forward(cache, pending, block, rows=n, behind_first=behind_first)  # [n + B + B2, V]
-        return logits[:n], logits[n : n + block], logits[n + block :]
+        size = min(fallback_masks, block)
+        fallbacks = min(fallback_blocks, n - 1) if size else 0
+        blocks = [MaskBlock(n, block)] * bool(block) + [MaskBlock(i + 1, size) for i in range(fallbacks)]
+        logits = self._forward(cache, pending, blocks, rows=n)  # [n + B + F * S, V]
+        return logits[:n], logits[n : n + block], logits[n + block :].reshape(fallbacks, size, logits.shape[-1])
 
-    def _forward(
-        self, cache: DynamicCache, tokens: list[int], block: int, rows: int, behind_first: int = 0
-    ) -> torch.Tensor:
-        """`tokens` appended to the cache, read causally as the base reads them (adapter off), then `block` masks
-        (adapter on, bidirectional among themselves, not kept) and `behind_first` masks more placed after
-        tokens[0] alone (draft_attention); the logits of the last `rows` tokens and of the masks
-        [rows + block + behind_first, V] (only those rows go through the LM head: a prompt's chunk needs one)."""
+    def _forward(self, cache: DynamicCache, tokens: list[int], blocks: list["MaskBlock"], rows: int) -> torch.Tensor:
+        """`tokens` appended to the cache, read causally as the base reads them (adapter off), then each block of
+        masks (adapter on, bidirectional among themselves, after the tokens it reads: draft_attention; not kept);
+        the logits of the last `rows` tokens and of every mask [rows + masks, V] (only those rows go through the
+        LM head: a prompt's chunk needs one)."""
         device, past = self.lm.device, cache.get_seq_length()
-        n, masks = len(tokens), block + behind_first
+        n, masks = len(tokens), sum(b.size for b in blocks)
         embeds = self.lm.get_input_embeddings()(torch.tensor([tokens], device=device))  # [1, n, H]
+        positions = [torch.arange(past, past + n)]
         if masks:
             assert self.adapter is not None, "drafting needs the adapter"
-            mask_embeds = self.adapter.mask_embedding.to(embeds.dtype).expand(1, masks, -1)  # [1, B + B2, H]
-            embeds = torch.cat([embeds, mask_embeds], dim=1)  # [1, n + B + B2, H]
-        positions = torch.cat(
-            [torch.arange(past, past + n + block), torch.arange(past + 1, past + 1 + behind_first)]
-        ).to(device)[None]  # [1, n + B + B2]: the second block sits where the first would after tokens[0] alone
+            mask_embeds = self.adapter.mask_embedding.to(embeds.dtype).expand(1, masks, -1)  # [1, M, H]
+            embeds = torch.cat([embeds, mask_embeds], dim=1)  # [1, n + M, H]
+            positions += [torch.arange(past + b.reads, past + b.reads + b.size) for b in blocks]
         # Without masks the tokens read causally, the model's own default (any causal architecture), and the
         # adapter stays off.
         attention, gate = None, None
         if masks:
-            allowed = draft_attention(past, n, block, device, behind_first)
-            attention = {"full_attention": allowed[None, None]}
+            attention = {"full_attention": draft_attention(past, n, blocks, device)[None, None]}
             gate = torch.cat([torch.zeros(n, device=device), torch.ones(masks, device=device)])[None, :, None]
         gated = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
         with gated, self.threads_for(n + masks):
             logits = self.lm(
                 inputs_embeds=embeds,
-                position_ids=positions,
+                position_ids=torch.cat(positions).to(device)[None],  # [1, n + M]
                 attention_mask=attention,
                 past_key_values=cache,
                 logits_to_keep=rows + masks,
-            ).logits[0]  # [rows + B + B2, V]
+            ).logits[0]  # [rows + M, V]
         if masks:
             cache.crop(-masks)
         return logits
 
 
-def draft_attention(past: int, pending: int, block: int, device=None, behind_first: int = 0) -> torch.Tensor:
-    """Which keys each query may read [pending + block + behind_first, past + pending + block + behind_first]:
-    everything cached; pending tokens causally among themselves and never a mask (so they are read as the base
-    reads them); the masks every pending token and their own block; the `behind_first` masks only the first
-    pending token and their own block (as masks after that token alone would read)."""
-    total = pending + block + behind_first
-    allowed = torch.ones(total, past + total, dtype=torch.bool, device=device)
-    allowed[:pending, past:] = False
+@dataclass(frozen=True)
+class MaskBlock:
+    """`size` masks placed after the first `reads` pending tokens of a forward, which are all they read of them."""
+
+    reads: int
+    size: int
+
+
+def draft_attention(past: int, pending: int, blocks: list[MaskBlock], device=None) -> torch.Tensor:
+    """Which keys each query may read [pending + M, past + pending + M], M the blocks' masks: everything cached;
+    pending tokens causally among themselves and never a mask (so they are read as the base reads them); each
+    block's masks the pending tokens it reads and its own block (as masks after those tokens alone would)."""
+    total = pending + sum(b.size for b in blocks)
+    allowed = torch.zeros(total, past + total, dtype=torch.bool, device=device)
+    allowed[:, :past] = True
     allowed[:pending, past : past + pending] = torch.ones(pending, pending, dtype=torch.bool, device=device).tril()
-    allowed[pending : pending + block, past + pending + block :] = False
-    allowed[pending + block :, past + 1 : past + pending + block] = False
+    start = pending
+    for block in blocks:
+        end = start + block.size
+        allowed[start:end, past : past + block.reads] = True
+        allowed[start:end, past + start : past + end] = True
+        start = end
     return allowed
 
 
@@ -232,8 +245,8 @@ def draft_middle(
             kept.append(pending[0])  # the base's own token needs no forward to be kept
             probabilities.append(pending_probability[0])
             return _result(kept, end, max_tokens, steps, probabilities)
-        pending_logits, draft_logits, second_logits = drafter.step(
-            cache, pending, settings.block_size, settings.second_masks
+        pending_logits, draft_logits, fallback_logits = drafter.step(
+            cache, pending, settings.block_size, settings.fallback_masks, settings.fallback_blocks
         )
         steps += 1
         base = pending_logits.float().softmax(-1)  # [n, V]
@@ -253,8 +266,8 @@ def draft_middle(
         pending_probability = [float(base[keep - 1, pending[0]])] + [1.0] * (len(pending) - 1)
         if keep == len(pending_logits):  # the masks read after every pending token, and all of them were kept
             add_masks_drafts(pending, pending_probability, draft_logits)
-        elif keep == 1:  # the first draft failed: the second block read only the token kept before it
-            add_masks_drafts(pending, pending_probability, second_logits)
+        elif keep <= len(fallback_logits):  # a draft failed: a fallback block read up to the last token kept
+            add_masks_drafts(pending, pending_probability, fallback_logits[keep - 1])
 
 
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied

@@ -61,11 +61,14 @@ class EngineConfig:
     # right one a step: 0.3 was faster than 0.6 on both suites, 0.0 no better, the middles the same (RESULTS.md).
     draft_threshold: float = 0.3
     verify_drafts: bool = True  # blockfill-coder: keep a draft only where the base predicts the same token
-    # blockfill-coder: a step with drafts also runs a second block of this many masks behind its first token alone, so
-    # the step after a failed first draft verifies their drafts instead of settling one token; 0: none. 2 against 0:
-    # 1.79 -> 1.87 tokens a step on 24 single-line holes (0.99x the time), 2.21 -> 2.30 on 40 SantaCoder ones
-    # (1.06x faster); 4 drafted no more and cost more rows (RESULTS.md).
-    second_masks: int = 2
+    # blockfill-coder: a step with drafts also runs blocks of `fallback_masks` masks behind each of its first
+    # `fallback_blocks` tokens, reading only up to it, so the step after a failed draft verifies their drafts instead
+    # of settling one token. Behind the first token, 2 masks against none: 1.79 -> 1.87 tokens a step on 24
+    # single-line holes (0.99x the time), 2.21 -> 2.30 on 40 SantaCoder ones (1.06x faster); 4 drafted no more and
+    # cost more rows. Behind the first 2 or 3 tokens: 1.91 / 1.94 and 2.33 / 2.34 tokens a step, but no faster
+    # (0.94-1.01x): on this CPU the rows cost what the tokens save (RESULTS.md).
+    fallback_masks: int = 2
+    fallback_blocks: int = 1
     # Causal families: tokens a step copied from the prompt (or the FIM middle, for the plain continuation) where
     # the middle's last 3 tokens recur there, verified by the base (engine.coder), before the masks' drafts; 0: off.
     # Measured on HumanEval holes: the same middles in 1.4-1.7 tokens a forward, 1.06-1.14x faster (RESULTS.md).

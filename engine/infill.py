@@ -182,7 +182,8 @@ class Engine:
             draft_threshold=config.draft_threshold,
             verify=config.verify_drafts,
             lookup_tokens=config.lookup_tokens,
-            second_masks=config.second_masks,
+            fallback_masks=config.fallback_masks,
+            fallback_blocks=config.fallback_blocks,
         )
         self._line_tokens = functools.lru_cache(maxsize=1 << 16)(self.count_tokens)
         self._prompt_cache: _PromptCache | None = None

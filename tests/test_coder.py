@@ -15,7 +15,15 @@ import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from engine.coder import Drafter, DraftSettings, draft_attention, draft_middle, end_rule, lookup_drafts
+from engine.coder import (
+    Drafter,
+    DraftSettings,
+    MaskBlock,
+    draft_attention,
+    draft_middle,
+    end_rule,
+    lookup_drafts,
+)
 from engine.config import EngineConfig
 from engine.errors import Cancelled, ConfigError, ModelLoadError
 from engine.infill import Engine, InfillRequest
@@ -205,36 +213,38 @@ def test_masks_on_the_prompts_last_forward_save_the_first_step_and_change_nothin
     assert sooner.steps < later.steps, (sooner.steps, later.steps)
 
 
-def test_the_second_block_drafts_what_masks_behind_the_first_token_alone_would(toy_adapter):
-    """The second block reads the cache and pending[0] only, at the positions after it: its drafts are those of a
-    step over pending[0] alone, whatever drafts follow pending[0]; the first block and the base rows are as
-    without it, and nothing of it stays in the cache."""
+def test_fallback_blocks_draft_what_masks_behind_their_tokens_alone_would(toy_adapter):
+    """Fallback block i reads the cache and pending[: i + 1] only, at the positions after them: its drafts are
+    those of a step over pending[: i + 1] alone, whatever drafts follow; the first block and the base rows are as
+    without fallbacks, and nothing of them stays in the cache."""
     loaded = load_model(str(toy_adapter), device="cpu")
     encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     prompt = build_prompt([], encode("\nbravo bravo bravo = value\n"), 12, "fim_text", loaded.special).input_ids
     drafter = Drafter(loaded.model, loaded.adapter)
     pending = encode("value = bravo")  # a first token and drafts after it
+    assert len(pending) >= 3
 
-    def step(tokens: list[int], second: int):
+    def step(tokens: list[int], size: int, blocks: int):
         cache = DynamicCache(config=loaded.model.config)
         drafter.prefill(prompt, cache)
-        logits = drafter.step(cache, tokens, BLOCK, second)
+        logits = drafter.step(cache, tokens, BLOCK, size, blocks)
         assert cache.get_seq_length() == len(prompt) + len(tokens)
         return logits
 
-    alone_rows, alone_masks, none = step(pending[:1], second=BLOCK)  # one pending token: no second block
-    plain_rows, plain_masks, _ = step(pending, second=0)
-    rows, masks, second = step(pending, second=BLOCK)
-    assert none.shape[0] == 0 and second.shape[0] == BLOCK
-    torch.testing.assert_close(second, alone_masks, atol=1e-4, rtol=1e-4)
+    plain_rows, plain_masks, none = step(pending, 0, 2)
+    rows, masks, fallbacks = step(pending, BLOCK, 2)
+    assert none.shape[0] == 0 and fallbacks.shape[:2] == (2, BLOCK)
+    assert step(pending[:1], BLOCK, 2)[2].shape[0] == 0  # one pending token: the first block is behind it
+    for i in range(2):
+        torch.testing.assert_close(fallbacks[i], step(pending[: i + 1], 0, 0)[1], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(rows, plain_rows, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(masks, plain_masks, atol=1e-4, rtol=1e-4)
 
 
-def test_second_masks_keep_the_middle_and_draft_after_a_failed_first_draft(toy_adapter):
-    """A misleading reference makes the first step's lookup drafts fail at once; with the second block the step
-    after it verifies that block's drafts (every one: threshold 0) instead of settling one token, and the middle
-    stays the base's."""
+def test_fallback_masks_keep_the_middle_and_draft_after_a_failed_draft(toy_adapter):
+    """A misleading reference makes the first step's lookup drafts fail at once; with a fallback block behind the
+    first token the step after it verifies that block's drafts (every one: threshold 0) instead of settling one
+    token, and the middle stays the base's."""
     loaded = load_model(str(toy_adapter), device="cpu")
     encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     prompt = build_prompt([], encode("\nbravo bravo bravo = value\n"), 12, "fim_text", loaded.special).input_ids
@@ -244,33 +254,33 @@ def test_second_masks_keep_the_middle_and_draft_after_a_failed_first_draft(toy_a
     step = drafter.step
     drafter.step = lambda cache, pending, *rest: steps_read.append(len(pending)) or step(cache, pending, *rest)
 
-    def decode(second: int, reference: list[int]) -> tuple[list[int], list[int]]:
+    def decode(fallback_masks: int, reference: list[int]) -> tuple[list[int], list[int]]:
         steps_read.clear()
         cache = DynamicCache(config=loaded.model.config)
         logits = drafter.prefill(prompt, cache, block=BLOCK)
-        settings = DraftSettings(BLOCK, draft_threshold=0.0, lookup_tokens=8, second_masks=second)
+        settings = DraftSettings(BLOCK, 0.0, lookup_tokens=8, fallback_masks=fallback_masks, fallback_blocks=1)
         result = draft_middle(drafter, cache, logits, settings, 12, lambda t: None, reference=reference, lead=prompt)
         return result.tokens, list(steps_read)
 
     alone, _ = decode(0, [])
     wrong = [t + 1 for t in alone[1:]]  # what the reference has after the middle's first token: all wrong
     misleading = [*prompt[-2:], alone[0], *wrong]
-    (without, read_without), (with_second, read_with) = decode(0, misleading), decode(BLOCK, misleading)
-    assert without == with_second == alone
+    (without, read_without), (with_fallback, read_with) = decode(0, misleading), decode(BLOCK, misleading)
+    assert without == with_fallback == alone
     assert read_without[:1] == read_with[:1] == [1 + 8]  # the copied drafts (lookup_tokens), all refused
     assert (read_without[1], read_with[1]) == (1, 1 + BLOCK)
 
 
 def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
-    allowed = draft_attention(past=2, pending=2, block=2)
+    allowed = draft_attention(past=2, pending=2, blocks=[MaskBlock(2, 2)])
     assert allowed.tolist() == [
         [True, True, True, False, False, False],
         [True, True, True, True, False, False],
         [True, True, True, True, True, True],
         [True, True, True, True, True, True],
     ]
-    second = draft_attention(past=1, pending=2, block=1, behind_first=2)  # the second block reads pending[0] only
-    assert second.tolist() == [
+    fallback = draft_attention(past=1, pending=2, blocks=[MaskBlock(2, 1), MaskBlock(1, 2)])
+    assert fallback.tolist() == [  # the fallback block reads pending[0] only
         [True, True, False, False, False, False],
         [True, True, True, False, False, False],
         [True, True, True, True, False, False],
