@@ -38,9 +38,7 @@ from engine.errors import stop_if_asked
 from engine.healing import Vocabulary, still_to_write
 from engine.models.gated_lora import DraftingAdapter
 from engine.postprocess.base import first_code_line, indent_width, scope_floor
-
-# Prompt tokens a prefill forward reads: a cancel waits for one (CPU-2: 1,024 tokens in 11 s, 10 s unchunked).
-PREFILL_CHUNK = 128
+from engine.prompt import PREFILL_CHUNK
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,13 @@ class _PromptCache:
     cache: DynamicCache
     prediction: torch.Tensor | None = None  # causal families: Drafter.prefill's logits after the prompt [1 + B, V]
 
+    @classmethod
+    def read_so_far(cls, prompt: Prompt, cache: DynamicCache) -> "_PromptCache":
+        """What a cancelled prefill read of `prompt` into `cache`, kept so the keystroke that cancelled it goes on
+        from there instead of reading the file again."""
+        read = cache.get_seq_length()
+        return cls(Prompt(prompt.input_ids[:read], prompt.position_ids[:read], prompt.canvas_start), cache)
+
     def reusable_tokens(self, prompt: Prompt, sliding_window: int) -> int:
         """Length of the common (id, position) prefix, less one so at least one token is encoded."""
         if max(len(self.prompt.input_ids), len(prompt.input_ids)) >= sliding_window:
@@ -521,9 +528,7 @@ class Engine:
             prediction = self.drafter.prefill(prompt.input_ids, cache, cached, should_stop, block)
         except Cancelled:
             if slot:
-                read = cache.get_seq_length()
-                partial = Prompt(prompt.input_ids[:read], prompt.position_ids[:read], prompt.canvas_start)
-                setattr(self, slot, _PromptCache(partial, cache))
+                setattr(self, slot, _PromptCache.read_so_far(prompt, cache))
             raise
         kept = _PromptCache(prompt, cache, prediction)
         if slot:
@@ -563,7 +568,12 @@ class Engine:
             previous = self._prompt_cache
             if previous is not None:
                 reused = previous.reusable_tokens(prompts[0], loaded.model.config.text_config.sliding_window)
-            cache = encode_prompts(loaded.model, batch, previous.cache if reused else None, reused)
+            cache = previous.cache if reused else DynamicCache(config=loaded.model.config.text_config)
+            try:
+                encode_prompts(loaded.model, batch, cache, reused, should_stop)
+            except Cancelled:
+                self._prompt_cache = _PromptCache.read_so_far(prompts[0], cache)
+                raise
             self._prompt_cache = _PromptCache(prompts[0], cache)  # before denoising: the cache is cropped in place
             if self._suggestion is not None and self.config.refine_steps > 0:
                 canvas = batch.canvas_position_ids.shape[1]

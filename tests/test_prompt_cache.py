@@ -1,6 +1,10 @@
 """Keystroke after keystroke the engine reuses the previous prompt's encoder cache, without changing results."""
 
+import pytest
+
 from engine.config import EngineConfig
+from engine.errors import Cancelled
+from engine.families import diffusion_gemma
 from engine.infill import Engine, InfillRequest
 
 # Short: the toy model's tokenizer spends about a token a character, and its sliding window is 64 tokens.
@@ -30,3 +34,21 @@ def test_a_different_document_reuses_nothing_useful(toy_checkpoint):
     engine.complete([_request("")])
     other = engine.complete([InfillRequest("x = ", "\n", "python", canvas_tokens=8)])[0]
     assert other.reused_prompt_tokens <= 1  # at most the shared <bos>
+
+
+def test_a_cancelled_encoder_prefill_keeps_what_it_read_for_the_next_keystroke(toy_checkpoint, monkeypatch):
+    """DiffusionGemma's prompt is read in chunks too: a keystroke that supersedes a long prefill waits for one
+    chunk of it, and the next request goes on from the chunks already read, with the result a fresh engine gives."""
+    monkeypatch.setattr(diffusion_gemma, "PREFILL_CHUNK", 4)
+    config = EngineConfig(model=str(toy_checkpoint), device="cpu", refine_steps=0)
+    engine, fresh = Engine(config), Engine(config)
+    request = _request("re")
+    asked = []
+    with pytest.raises(Cancelled):
+        engine.complete([request], should_stop=lambda: asked.append(1) or len(asked) > 2)
+    assert len(asked) == 3 and engine._prompt_cache.cache.get_seq_length() == 3 * 4
+    from_scratch = fresh.complete([request])[0]
+    assert engine._prompt_cache.prompt.input_ids == fresh._prompt_cache.prompt.input_ids[: 3 * 4]
+    resumed = engine.complete([request])[0]
+    assert resumed.reused_prompt_tokens == 3 * 4
+    assert (resumed.raw_text, resumed.steps) == (from_scratch.raw_text, from_scratch.steps)

@@ -1,6 +1,7 @@
 """DiffusionGemma: the prompt is encoded once into the encoder's KV cache; the decoder reads the canvas
 bidirectionally against it, conditioned on the previous step's logits (self-conditioning)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -8,32 +9,39 @@ import torch.nn.functional as F
 from transformers import DiffusionGemmaForBlockDiffusion
 from transformers.cache_utils import DynamicCache
 
-from engine.prompt import PromptBatch
+from engine.errors import stop_if_asked
+from engine.prompt import PREFILL_CHUNK, PromptBatch
 
 
 @torch.inference_mode()
 def encode_prompts(
     model: DiffusionGemmaForBlockDiffusion,
     batch: PromptBatch,
-    cache: DynamicCache | None = None,
+    cache: DynamicCache,
     cached_tokens: int = 0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DynamicCache:
-    """Prefill: the encoder's KV cache of the prompt rows.
+    """Prefill: the encoder's KV cache of the prompt rows, in `cache` (returned).
 
     With `cache` holding an earlier prompt whose first `cached_tokens` tokens (ids and positions) equal this
     one's, only the rest is encoded: typing at the cursor extends the prefix, so most of the prompt is reused.
-    The cache is cropped in place.
+    The cache is cropped in place. `PREFILL_CHUNK` tokens a forward, `should_stop()` asked between them (raising
+    Cancelled): a long prompt is seconds of reading, and a keystroke that supersedes it should not wait for all
+    of it. Cancelled, `cache` keeps the chunks already read (exact: the encoder is causal).
     """
-    if cache is None:
-        cache, cached_tokens = DynamicCache(config=model.config.text_config), 0
-    else:
+    if cached_tokens < cache.get_seq_length():
         cache.crop(cached_tokens - cache.get_seq_length())  # 5.23's crop takes minus the tokens to drop
-    model.model.encoder(
-        input_ids=batch.input_ids[:, cached_tokens:],
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids[:, cached_tokens:],
-        past_key_values=cache,
-    )
+    length = batch.input_ids.shape[1]
+    for start in range(cached_tokens, length, PREFILL_CHUNK):
+        if start > cached_tokens:
+            stop_if_asked(should_stop, "prefill")
+        end = min(start + PREFILL_CHUNK, length)
+        model.model.encoder(
+            input_ids=batch.input_ids[:, start:end],
+            attention_mask=batch.attention_mask[:, :end],
+            position_ids=batch.position_ids[:, start:end],
+            past_key_values=cache,
+        )
     return cache
 
 
@@ -55,7 +63,8 @@ class DiffusionGemma:
         self.vocab_size = model.config.text_config.vocab_size
 
     def prefill(self, batch: PromptBatch, cache: DynamicCache | None = None) -> GemmaState:
-        cache = cache if cache is not None else encode_prompts(self.model, batch)
+        if cache is None:
+            cache = encode_prompts(self.model, batch, DynamicCache(config=self.model.config.text_config))
         canvas_length = batch.canvas_position_ids.shape[1]
         return GemmaState(cache, F.pad(batch.attention_mask, (0, canvas_length), value=True))
 
