@@ -14,7 +14,8 @@ import resource
 import torch
 from transformers import DiffusionGemmaForBlockDiffusion
 
-from engine.denoise import DenoiseSettings, denoise, encode_prompts
+from engine.denoise import DenoiseSettings, denoise
+from engine.families.diffusion_gemma import encode_prompts
 from engine.models.configs import ARCHITECTURES, build_config
 from engine.prompt import PromptBatch
 

@@ -17,11 +17,11 @@ from engine.prompt import PREFILL_CHUNK, PromptBatch
 def encode_prompts(
     model: DiffusionGemmaForBlockDiffusion,
     batch: PromptBatch,
-    cache: DynamicCache,
+    cache: DynamicCache | None = None,
     cached_tokens: int = 0,
     should_stop: Callable[[], bool] | None = None,
 ) -> DynamicCache:
-    """Prefill: the encoder's KV cache of the prompt rows, in `cache` (returned).
+    """Prefill: the encoder's KV cache of the prompt rows, in `cache` (a new one where None; returned).
 
     With `cache` holding an earlier prompt whose first `cached_tokens` tokens (ids and positions) equal this
     one's, only the rest is encoded: typing at the cursor extends the prefix, so most of the prompt is reused.
@@ -29,7 +29,9 @@ def encode_prompts(
     Cancelled): a long prompt is seconds of reading, and a keystroke that supersedes it should not wait for all
     of it. Cancelled, `cache` keeps the chunks already read (exact: the encoder is causal).
     """
-    if cached_tokens < cache.get_seq_length():
+    if cache is None:
+        cache, cached_tokens = DynamicCache(config=model.config.text_config), 0
+    elif cached_tokens < cache.get_seq_length():
         cache.crop(cached_tokens - cache.get_seq_length())  # 5.23's crop takes minus the tokens to drop
     length = batch.input_ids.shape[1]
     for start in range(cached_tokens, length, PREFILL_CHUNK):
@@ -63,8 +65,7 @@ class DiffusionGemma:
         self.vocab_size = model.config.text_config.vocab_size
 
     def prefill(self, batch: PromptBatch, cache: DynamicCache | None = None) -> GemmaState:
-        if cache is None:
-            cache = encode_prompts(self.model, batch, DynamicCache(config=self.model.config.text_config))
+        cache = cache if cache is not None else encode_prompts(self.model, batch)
         canvas_length = batch.canvas_position_ids.shape[1]
         return GemmaState(cache, F.pad(batch.attention_mask, (0, canvas_length), value=True))
 
