@@ -19,7 +19,9 @@ A step can also settle several tokens without the adapter: `lookup_tokens` draft
 prompt, or a middle decoded before) after the place where the middle's last `LOOKUP_NGRAM` tokens occur in it
 (prompt-lookup decoding), verified the same way, so the middle stays the base's greedy one. With both, a step
 takes the lookup drafts where the reference has some (they run longer, and code repeats itself) and the masks'
-drafts where it has none. The prompt's last forward carries the masks too, so the first step verifies drafts.
+drafts where it has none. The prompt's last forward carries the masks too, so the first step verifies drafts, and
+a step that verifies drafts also runs a fallback block of masks behind its first token alone (`fallback_masks`):
+where the first draft fails, the step's own masks read a refused token, but the fallback block's did not.
 
 One row at a time: the forwards of a 0.5B model on a CPU are bound by reading its weights, so a block of masked
 positions costs little more than one token, while rows that accept different numbers of tokens would need
