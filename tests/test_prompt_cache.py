@@ -52,3 +52,19 @@ def test_a_cancelled_encoder_prefill_keeps_what_it_read_for_the_next_keystroke(t
     resumed = engine.complete([request])[0]
     assert resumed.reused_prompt_tokens == 3 * 4
     assert (resumed.raw_text, resumed.steps) == (from_scratch.raw_text, from_scratch.steps)
+
+
+def test_a_batch_read_in_chunks_gives_what_one_forward_gives(toy_checkpoint, monkeypatch):
+    """Rows of different lengths (left-padded) read chunk by chunk: the same completions as read in one forward."""
+    requests = [_request("r"), _request("return b if b else a")]
+    engine = Engine(EngineConfig(model=str(toy_checkpoint), device="cpu"))
+    whole = engine.complete(requests)
+    monkeypatch.setattr(diffusion_gemma, "PREFILL_CHUNK", 4)
+    rows = []
+    encode = diffusion_gemma.encode_prompts
+    monkeypatch.setattr(
+        diffusion_gemma, "encode_prompts", lambda m, b, *a: rows.append(b.attention_mask) or encode(m, b, *a)
+    )
+    chunked = Engine(engine.config, engine.loaded).complete(requests)
+    assert len(rows) == 1 and not rows[0].all()  # one batch of both rows, one of them padded
+    assert [(c.raw_text, c.steps) for c in chunked] == [(c.raw_text, c.steps) for c in whole]
