@@ -116,7 +116,8 @@ class Drafter:
         n = len(pending)
         size = min(fallback_masks, block)
         fallbacks = min(fallback_blocks, n - 1) if size else 0
-        blocks = [MaskBlock(n, block)] * bool(block) + [MaskBlock(i + 1, size) for i in range(fallbacks)]
+        first = [MaskBlock(n, block)] if block else []
+        blocks = first + [MaskBlock(i + 1, size) for i in range(fallbacks)]
         logits = self._forward(cache, pending, blocks, rows=n)  # [n + B + F * S, V]
         return logits[:n], logits[n : n + block], logits[n + block :].reshape(fallbacks, size, logits.shape[-1])
 
