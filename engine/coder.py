@@ -23,9 +23,12 @@ drafts where it has none. The prompt's last forward carries the masks too, so th
 a step that verifies drafts also runs a fallback block of masks behind its first token alone (`fallback_masks`):
 where the first draft fails, the step's own masks read a refused token, but the fallback block's did not.
 
-One row at a time: the forwards of a 0.5B model on a CPU are bound by reading its weights, so a block of masked
-positions costs little more than one token, while rows that accept different numbers of tokens would need
-ragged caches.
+One row of the batch: the forwards of a 0.5B model on a CPU are bound by reading its weights, so a block of masked
+positions costs little more than one token, while rows that accept different numbers of tokens would need ragged
+caches. Several middles share that row instead (`decode_middles`): engine.infill decodes the FIM middle and the
+plain continuation of the file side by side in one KV cache whose first keys (the file's head) both prompts
+begin with, each step one forward over both middles' tokens and masks, each reading only its own keys after the
+shared ones (`SharedCache`), so the weights are read once a step for both.
 """
 
 from collections.abc import Callable, Sequence
@@ -62,7 +65,7 @@ class DraftResult:
 
 
 class Drafter:
-    """A causal LM and, for blockfill-coder, its drafting adapter: the two forwards the loop needs.
+    """A causal LM and, for blockfill-coder, its drafting adapter: the forwards the loop needs.
 
     `threads_for(tokens)`: the CPU threads a forward over that many tokens runs on (engine.threads), as a context;
     none: torch's current count."""
@@ -75,6 +78,12 @@ class Drafter:
     ):
         self.lm, self.adapter = lm, adapter
         self.threads_for = threads_for or (lambda tokens: nullcontext())
+
+    @property
+    def can_share_a_cache(self) -> bool:
+        """Whether middles can decode side by side in one cache (SharedCache): it hides keys with an attention mask
+        written for full-attention layers, and a sliding-window layer's would need the keys' positions too."""
+        return set(getattr(self.lm.config, "layer_types", None) or ["full_attention"]) == {"full_attention"}
 
     @torch.inference_mode()
     def prefill(
@@ -99,47 +108,41 @@ class Drafter:
             if start > cached_tokens:
                 stop_if_asked(should_stop, "prefill")
             end = min(start + PREFILL_CHUNK, len(input_ids))
-            last = end == len(input_ids)
-            blocks = [MaskBlock(end - start, block)] if block and last else []
-            logits = self._forward(cache, input_ids[start:end], blocks, rows=1)
+            blocks = (MaskBlock(end - start, block),) if block and end == len(input_ids) else ()
+            (logits,) = self.forward(SharedCache(cache), [Span(0, input_ids[start:end], 1, blocks)])
         return logits
 
-    @torch.inference_mode()
-    def step(
-        self, cache: DynamicCache, pending: list[int], block: int, fallback_masks: int = 0, fallback_blocks: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One forward over `pending` (appended to the cache) and `block` masks (not kept); returns the pending
-        rows' logits [n, V] (row i: the base's prediction after pending[i]), the masks' drafts [block, V], and
-        fallback blocks' drafts [F, fallback_masks, V]: block i's masks read pending[: i + 1] and nothing after
-        them, as a block behind pending[i] alone would, so a step whose drafts fail after pending[i] still leaves
-        drafts for the next (F = min(fallback_blocks, n - 1): none behind the last, the first block's place)."""
-        n = len(pending)
-        size = min(fallback_masks, block)
-        fallbacks = min(fallback_blocks, n - 1) if size else 0
-        first = [MaskBlock(n, block)] if block else []
-        blocks = first + [MaskBlock(i + 1, size) for i in range(fallbacks)]
-        logits = self._forward(cache, pending, blocks, rows=n)  # [n + B + F * S, V]
-        return logits[:n], logits[n : n + block], logits[n + block :].reshape(fallbacks, size, logits.shape[-1])
-
-    def _forward(self, cache: DynamicCache, tokens: list[int], blocks: list["MaskBlock"], rows: int) -> torch.Tensor:
-        """`tokens` appended to the cache, read causally as the base reads them (adapter off), then each block of
-        masks (adapter on, bidirectional among themselves, after the tokens it reads: draft_attention; not kept);
-        the logits of the last `rows` tokens and of every mask [rows + masks, V] (only those rows go through the
-        LM head: a prompt's chunk needs one)."""
-        device, past = self.lm.device, cache.get_seq_length()
-        n, masks = len(tokens), sum(b.size for b in blocks)
+    def forward(self, shared: "SharedCache", spans: list["Span"]) -> list[torch.Tensor]:
+        """One forward over several middles' spans: each span's tokens appended to the cache after the spans
+        before it, read causally as the base reads them (adapter off), then every span's blocks of masks (adapter
+        on, bidirectional within a block, after the span's tokens it reads: draft_attention; not kept). Returns
+        each span's logits [rows + masks, V]: its last `rows` tokens', then its masks' (only those rows go
+        through the LM head). What stays of the tokens is the caller's to settle (`SharedCache.settle`)."""
+        device, past = self.lm.device, shared.cache.get_seq_length()
+        tokens = [token for span in spans for token in span.tokens]
+        n, masks = len(tokens), sum(span.masks for span in spans)
         embeds = self.lm.get_input_embeddings()(torch.tensor([tokens], device=device))  # [1, n, H]
-        positions = [torch.arange(past, past + n)]
+        positions, rows, offset = [], [], 0
+        for span in spans:
+            start = shared.lengths[span.middle]
+            positions.append(torch.arange(start, start + len(span.tokens)))
+            offset += len(span.tokens)
+            rows.append(torch.arange(offset - span.rows, offset))
+        rows.append(torch.arange(n, n + masks))
         if masks:
             assert self.adapter is not None, "drafting needs the adapter"
             mask_embeds = self.adapter.mask_embedding.to(embeds.dtype).expand(1, masks, -1)  # [1, M, H]
             embeds = torch.cat([embeds, mask_embeds], dim=1)  # [1, n + M, H]
-            positions += [torch.arange(past + b.reads, past + b.reads + b.size) for b in blocks]
-        # Without masks the tokens read causally, the model's own default (any causal architecture), and the
-        # adapter stays off.
+            for span in spans:
+                start = shared.lengths[span.middle]
+                positions += [torch.arange(start + b.reads, start + b.reads + b.size) for b in span.blocks]
+        reads = [shared.reads(span.middle, device) for span in spans]
+        # One middle that reads the whole cache, without masks: the model's own causal default (any causal
+        # architecture), and the adapter stays off.
         attention, gate = None, None
+        if masks or len(spans) > 1 or reads[0] is not None:
+            attention = {"full_attention": draft_attention(past, spans, reads, device)[None, None]}
         if masks:
-            attention = {"full_attention": draft_attention(past, n, blocks, device)[None, None]}
             gate = torch.cat([torch.zeros(n, device=device), torch.ones(masks, device=device)])[None, :, None]
         gated = self.adapter.gate.open_on(gate) if self.adapter is not None else nullcontext()
         with gated, self.threads_for(n + masks):
@@ -147,37 +150,254 @@ class Drafter:
                 inputs_embeds=embeds,
                 position_ids=torch.cat(positions).to(device)[None],  # [1, n + M]
                 attention_mask=attention,
-                past_key_values=cache,
-                logits_to_keep=rows + masks,
-            ).logits[0]  # [rows + M, V]
+                past_key_values=shared.cache,
+                logits_to_keep=torch.cat(rows).to(device),
+            ).logits[0]  # [sum(rows) + M, V]
         if masks:
-            cache.crop(-masks)
-        return logits
+            shared.cache.crop(-masks)
+        row_logits = logits[: len(logits) - masks].split([span.rows for span in spans])
+        mask_logits = logits[len(logits) - masks :].split([span.masks for span in spans])
+        return [torch.cat(pair) for pair in zip(row_logits, mask_logits, strict=True)]
 
 
 @dataclass(frozen=True)
 class MaskBlock:
-    """`size` masks placed after the first `reads` pending tokens of a forward, which are all they read of them."""
+    """`size` masks placed after the first `reads` tokens of their span, which are all they read of them."""
 
     reads: int
     size: int
 
 
-def draft_attention(past: int, pending: int, blocks: list[MaskBlock], device=None) -> torch.Tensor:
-    """Which keys each query may read [pending + M, past + pending + M], M the blocks' masks: everything cached;
-    pending tokens causally among themselves and never a mask (so they are read as the base reads them); each
-    block's masks the pending tokens it reads and its own block (as masks after those tokens alone would)."""
-    total = pending + sum(b.size for b in blocks)
-    allowed = torch.zeros(total, past + total, dtype=torch.bool, device=device)
-    allowed[:, :past] = True
-    allowed[:pending, past : past + pending] = torch.ones(pending, pending, dtype=torch.bool, device=device).tril()
-    start = pending
-    for block in blocks:
-        end = start + block.size
-        allowed[start:end, past : past + block.reads] = True
-        allowed[start:end, past + start : past + end] = True
-        start = end
+@dataclass(frozen=True)
+class Span:
+    """One middle's part of a forward: `tokens` to append to the cache (its pending tokens, or a prompt's tail),
+    the logits of its last `rows` of them wanted, and `blocks` of masks drafting after them."""
+
+    middle: int  # which middle's keys it reads (SharedCache)
+    tokens: list[int]
+    rows: int
+    blocks: tuple[MaskBlock, ...] = ()
+
+    @property
+    def masks(self) -> int:
+        return sum(block.size for block in self.blocks)
+
+
+HIDDEN = -1  # the owner of a refused key that other middles' keys follow: no middle reads it
+
+
+class SharedCache:
+    """A KV cache that middles decode in side by side, one forward a step for all of them: engine.infill's FIM
+    middle and plain continuation, whose prompts begin with the same file head. Middle i reads the cache's first
+    `shared[i]` keys and then only its own; a middle's refused drafts are cut off the cache where they are its
+    end, and hidden where another middle's keys follow them. One middle over a whole cache: a plain KV cache."""
+
+    def __init__(self, cache: DynamicCache, shared: Sequence[int] = ()):
+        self.cache = cache
+        self.start = cache.get_seq_length()
+        self.shared = list(shared) or [self.start]
+        self.owners: list[int] = []  # per key after `start`: the middle it belongs to, or HIDDEN
+        self.lengths = list(self.shared)  # per middle: the tokens it has read, so its next token's position
+
+    def reads(self, middle: int, device=None) -> torch.Tensor | None:
+        """Which cached keys `middle` reads [keys]; None: every one."""
+        if self.shared[middle] == self.start and all(owner == middle for owner in self.owners):
+            return None
+        reads = torch.zeros(self.start + len(self.owners), dtype=torch.bool, device=device)
+        reads[: self.shared[middle]] = True
+        if self.owners:
+            reads[self.start :] = torch.tensor(self.owners, device=device) == middle
+        return reads
+
+    def settle(self, spans: list[Span], kept: list[int]) -> None:
+        """After a forward over `spans`: span i's first `kept[i]` tokens stay its middle's, the rest are dropped."""
+        for span in spans:
+            self.owners += [span.middle] * len(span.tokens)
+        end = len(self.owners)
+        for span, keep in reversed(list(zip(spans, kept, strict=True))):
+            first, refused = end - len(span.tokens), len(span.tokens) - keep
+            if refused and end == len(self.owners):
+                self.cache.crop(-refused)
+                del self.owners[first + keep :]
+            elif refused:
+                self.owners[first + keep : end] = [HIDDEN] * refused
+            self.lengths[span.middle] += keep
+            end = first
+
+
+def draft_attention(past: int, spans: list[Span], reads: Sequence[torch.Tensor | None], device=None) -> torch.Tensor:
+    """Which keys each query may read [n + M, past + n + M] (n the spans' tokens, M their masks): of the cache,
+    what each span's middle reads (`reads[i]` [past], None: all of it); a span's tokens causally among themselves
+    and nothing of another span or of any mask (so they are read as the base reads them); each block's masks the
+    tokens of its span it reads and its own block (as masks after those tokens alone would)."""
+    n, masks = sum(len(span.tokens) for span in spans), sum(span.masks for span in spans)
+    allowed = torch.zeros(n + masks, past + n + masks, dtype=torch.bool, device=device)
+    token_start, mask_start = 0, n
+    for span, cached in zip(spans, reads, strict=True):
+        length, first = len(span.tokens), past + token_start
+        rows = slice(token_start, token_start + length)
+        allowed[rows, :past] = True if cached is None else cached
+        allowed[rows, first : first + length] = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        for block in span.blocks:
+            rows = slice(mask_start, mask_start + block.size)
+            allowed[rows, :past] = True if cached is None else cached
+            allowed[rows, first : first + block.reads] = True
+            allowed[rows, past + mask_start : past + mask_start + block.size] = True
+            mask_start += block.size
+        token_start += length
     return allowed
+
+
+class Middle:
+    """One middle decoded step by step, as `decode_middles` drives it: what its part of the next forward reads
+    (`span`), and what it keeps of the logits that forward gives it (`advance`).
+
+    `ends_at(tokens)` says where the middle is over (an end token, the end of the mode's line or block) as the
+    number of tokens to keep, or None. `reference()`: the tokens lookup drafts are copied from
+    (`settings.lookup_tokens`), asked each step (a middle decoded beside this one grows); `lead`: the prompt's
+    last tokens, matched in it before the middle's own (so a middle decoded before can be copied from its start).
+    `heal`: the text of the prompt's last token, taken back (engine.healing): the middle writes it again first,
+    each token the base's likeliest among those that agree with it, and nothing is drafted until it is written.
+    """
+
+    def __init__(
+        self,
+        settings: DraftSettings,
+        max_tokens: int,
+        ends_at: Callable[[list[int]], int | None],
+        reference: Callable[[], Sequence[int]] = tuple,
+        lead: Sequence[int] = (),
+        heal: str = "",
+        vocabulary: Vocabulary | None = None,
+    ):
+        self.settings, self.max_tokens, self.ends_at = settings, max_tokens, ends_at
+        self.reference, self.lead, self.heal, self.vocabulary = reference, lead, heal, vocabulary
+        self.kept: list[int] = []
+        self.probabilities: list[float] = []  # the base's probability of each kept token
+        self.pending: list[int] = []  # pending[0] is always the base's own choice; drafts after it
+        self.pending_probability: list[float] = []  # a draft's is 1.0 until it is verified
+        self.prompt_tail: list[int] = []  # read before the middle's first prediction (`read_first`)
+        self.steps = 0
+        self.result: DraftResult | None = None
+
+    def so_far(self) -> list[int]:
+        """The tokens kept, then those the next forward verifies (none once the middle is over): what another
+        middle decoded beside this one may copy as lookup drafts."""
+        return self.kept if self.result is not None else [*self.kept, *self.pending]
+
+    def begin(self, prediction: torch.Tensor) -> None:
+        """Start after a prefilled prompt: `prediction` [1 + B, V], the base's prediction after it, then the
+        masks' drafts of the tokens after that one, if the prefill drafted any."""
+        first = prediction[0].float().softmax(-1)
+        self._next(first, prediction[1:])
+
+    def read_first(self, tokens: list[int]) -> None:
+        """Start after the prompt's last `tokens`, not yet in the cache: the first forward reads them (and masks
+        after them), beside the other middles' steps."""
+        self.prompt_tail = tokens
+
+    def span(self, middle: int) -> Span | None:
+        """This middle's part of the next forward, as middle number `middle` of the shared cache; None once it
+        is over (`result` is set: the base's own next token needs no forward to be kept)."""
+        block = self.settings.block_size
+        if self.prompt_tail:
+            return Span(middle, self.prompt_tail, 1, (MaskBlock(len(self.prompt_tail), block),) if block else ())
+        if self.result is not None:
+            return None
+        if (end := self.ends_at(self.kept + self.pending[:1])) is not None or len(self.kept) + 1 >= self.max_tokens:
+            self.kept.append(self.pending[0])
+            self.probabilities.append(self.pending_probability[0])
+            self.result = _result(self.kept, end, self.max_tokens, self.steps, self.probabilities)
+            return None
+        # A fallback block behind each of the first pending tokens (none behind the last: the first block's place)
+        n, size = len(self.pending), min(self.settings.fallback_masks, block)
+        fallbacks = min(self.settings.fallback_blocks, n - 1) if size else 0
+        first = (MaskBlock(n, block),) if block else ()
+        return Span(middle, self.pending, n, first + tuple(MaskBlock(i + 1, size) for i in range(fallbacks)))
+
+    def advance(self, span: Span, logits: torch.Tensor) -> int:
+        """Take the forward's logits for `span` [rows + masks, V] (row i: the base's prediction after pending[i];
+        then the first block's drafts [B] and each fallback block's [S]: block i's masks read pending[: i + 1],
+        as a block behind pending[i] alone would); returns how many of the span's tokens stay in the cache."""
+        if self.prompt_tail:
+            self.prompt_tail = []
+            self.begin(logits)
+            return len(span.tokens)
+        self.steps += 1
+        n = len(self.pending)
+        block = self.settings.block_size  # the first block's masks (span), then the fallback blocks'
+        base = logits[:n].float().softmax(-1)  # [n, V]
+        draft_logits = logits[n : n + block]  # [B, V]
+        fallback_logits = logits[n + block :].split([b.size for b in span.blocks[1 if block else 0 :]])
+        base_probability, base_choice = base.max(-1)  # [n]
+        keep = n
+        if self.settings.verify:
+            mismatch = (base_choice[:-1] != torch.tensor(self.pending[1:], device=base_choice.device)).nonzero()
+            keep = int(mismatch[0]) + 1 if mismatch.numel() else keep
+        self.kept += self.pending[:keep]
+        self.probabilities += self.pending_probability[:1] + [float(p) for p in base_probability[: keep - 1]]
+        if (end := self.ends_at(self.kept)) is not None or len(self.kept) >= self.max_tokens:
+            self.result = _result(self.kept, end, self.max_tokens, self.steps, self.probabilities)
+        elif keep == n:  # the masks read after every pending token, and all of them were kept
+            self._next(base[keep - 1], draft_logits)
+        elif keep <= len(fallback_logits):  # a draft failed: a fallback block read up to the last token kept
+            self._next(base[keep - 1], fallback_logits[keep - 1])
+        else:
+            self._next(base[keep - 1], draft_logits[:0])
+        return keep
+
+    def _next(self, probability: torch.Tensor, draft_logits: torch.Tensor) -> None:
+        """The pending tokens of the next step: the base's choice from `probability` [V], then lookup drafts, or
+        else the masks' drafts [B, V] of the tokens after it (read after everything before it) while likely."""
+        self.pending = [self._choose(probability)]
+        self.pending += self._copied()
+        self.pending_probability = [float(probability[self.pending[0]])] + [1.0] * (len(self.pending) - 1)
+        if len(self.pending) > 1 or not len(draft_logits) or self._open_heal(self.pending) is not None:
+            return
+        drafts = draft_logits.float().softmax(-1).max(-1)  # [B]
+        for draft_probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
+            if draft_probability < self.settings.draft_threshold:
+                break
+            self.pending.append(token)
+            self.pending_probability.append(draft_probability)
+
+    def _open_heal(self, pending: list[int]) -> tuple[int, ...] | None:
+        """The tokens allowed next while healing, after the kept tokens and `pending`; None: any."""
+        written = [*self.kept, *pending]
+        rest = still_to_write(self.heal, written, self.vocabulary) if self.heal and self.vocabulary else ""
+        return (self.vocabulary.starts(rest) or None) if rest else None  # none agree (a rare character): free again
+
+    def _choose(self, probability: torch.Tensor) -> int:
+        """The base's choice after the kept tokens: its likeliest, or while healing its likeliest that agrees."""
+        allowed = self._open_heal([])
+        if allowed is None:
+            return int(probability.argmax())
+        return allowed[int(probability[torch.tensor(allowed, device=probability.device)].argmax())]
+
+    def _copied(self) -> list[int]:
+        """Lookup drafts after the base's next token (pending[0])."""
+        if not self.settings.lookup_tokens or self._open_heal(self.pending) is not None:
+            return []
+        limit = min(self.settings.lookup_tokens, self.max_tokens - len(self.kept) - 1)
+        written = [*self.lead[-LOOKUP_NGRAM:], *self.kept, *self.pending]
+        return lookup_drafts(self.reference(), written, limit)
+
+
+@torch.inference_mode()
+def decode_middles(
+    drafter: Drafter, shared: SharedCache, middles: list[Middle], should_stop: Callable[[], bool] | None = None
+) -> list[DraftResult]:
+    """Decode the middles side by side in `shared` (middle i as its middle i), one forward a step for all of them
+    until each is over: a forward reads the weights once for every middle's tokens and masks, which on a CPU
+    costs little more than for one middle's. Raises Cancelled when `should_stop()` turns true between steps."""
+    while True:
+        stop_if_asked(should_stop, "drafting")
+        spans = [span for index, middle in enumerate(middles) if (span := middle.span(index)) is not None]
+        if not spans:
+            return [middle.result for middle in middles]
+        logits = drafter.forward(shared, spans)
+        kept = [middles[span.middle].advance(span, rows) for span, rows in zip(spans, logits, strict=True)]
+        shared.settle(spans, kept)
 
 
 def draft_middle(
@@ -193,82 +413,11 @@ def draft_middle(
     heal: str = "",
     vocabulary: Vocabulary | None = None,
 ) -> DraftResult:
-    """Decode the middle after a prefilled prompt (`prediction` [1 + B, V], `Drafter.prefill`'s: the base's
-    prediction after it, then the masks' drafts of the tokens after that one, if the prefill drafted any).
-
-    `ends_at(tokens)` says where the middle is over (an end token, the end of the mode's line or block) as the
-    number of tokens to keep, or None. Raises Cancelled when `should_stop()` turns true between two steps.
-    `reference`: the tokens lookup drafts are copied from (`settings.lookup_tokens`); `lead`: the prompt's last
-    tokens, matched in it before the middle's own (so a middle decoded before can be copied from its start).
-    `heal`: the text of the prompt's last token, taken back (engine.healing): the middle writes it again first,
-    each token the base's likeliest among those that agree with it, and nothing is drafted until it is written.
-    """
-    kept: list[int] = []
-    probabilities: list[float] = []
-
-    def open_heal(written: list[int]) -> tuple[int, ...] | None:  # the tokens allowed next while healing
-        rest = still_to_write(heal, written, vocabulary) if heal and vocabulary else ""
-        return (vocabulary.starts(rest) or None) if rest else None  # none agree (a rare character): free again
-
-    def choose(probability: torch.Tensor, written: list[int]) -> int:  # the base's choice after `written`
-        allowed = open_heal(written)
-        if allowed is None:
-            return int(probability.argmax())
-        return allowed[int(probability[torch.tensor(allowed, device=probability.device)].argmax())]
-
-    def copied(pending: list[int]) -> list[int]:  # lookup drafts after the base's next token
-        if not settings.lookup_tokens or open_heal([*kept, *pending]) is not None:
-            return []
-        limit = min(settings.lookup_tokens, max_tokens - len(kept) - 1)
-        return lookup_drafts(reference, [*lead[-LOOKUP_NGRAM:], *kept, *pending], limit)
-
-    def add_masks_drafts(pending: list[int], pending_probability: list[float], draft_logits: torch.Tensor) -> None:
-        # The masks drafted the tokens after the base's next one (pending[0]), read after everything before it:
-        # usable where no lookup draft stands in their place and no healing text is still to write.
-        if len(pending) > 1 or not len(draft_logits) or open_heal([*kept, *pending]) is not None:
-            return
-        drafts = draft_logits.float().softmax(-1).max(-1)  # [B]
-        for probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
-            if probability < settings.draft_threshold:
-                break
-            pending.append(token)
-            pending_probability.append(probability)
-
-    first = prediction[0].float().softmax(-1)
-    pending = [choose(first, [])]  # pending[0] is always the base's own choice
-    pending += copied(pending)
-    pending_probability = [float(first[pending[0]])] + [1.0] * (len(pending) - 1)  # a draft's: replaced once verified
-    add_masks_drafts(pending, pending_probability, prediction[1:])
-    steps = 0
-    while True:
-        stop_if_asked(should_stop, "drafting")
-        if (end := ends_at(kept + pending[:1])) is not None or len(kept) + 1 >= max_tokens:
-            kept.append(pending[0])  # the base's own token needs no forward to be kept
-            probabilities.append(pending_probability[0])
-            return _result(kept, end, max_tokens, steps, probabilities)
-        pending_logits, draft_logits, fallback_logits = drafter.step(
-            cache, pending, settings.block_size, settings.fallback_masks, settings.fallback_blocks
-        )
-        steps += 1
-        base = pending_logits.float().softmax(-1)  # [n, V]
-        base_probability, base_choice = base.max(-1)  # [n]
-        keep = len(pending)
-        if settings.verify:
-            mismatch = (base_choice[:-1] != torch.tensor(pending[1:], device=base_choice.device)).nonzero()
-            keep = int(mismatch[0]) + 1 if mismatch.numel() else keep
-        if keep < len(pending):
-            cache.crop(keep - len(pending))
-        kept += pending[:keep]
-        probabilities += pending_probability[:1] + [float(p) for p in base_probability[: keep - 1]]
-        if (end := ends_at(kept)) is not None or len(kept) >= max_tokens:
-            return _result(kept, end, max_tokens, steps, probabilities)
-        pending = [choose(base[keep - 1], kept)]
-        pending += copied(pending)
-        pending_probability = [float(base[keep - 1, pending[0]])] + [1.0] * (len(pending) - 1)
-        if keep == len(pending_logits):  # the masks read after every pending token, and all of them were kept
-            add_masks_drafts(pending, pending_probability, draft_logits)
-        elif keep <= len(fallback_logits):  # a draft failed: a fallback block read up to the last token kept
-            add_masks_drafts(pending, pending_probability, fallback_logits[keep - 1])
+    """One middle alone after a prefilled prompt in `cache` (`prediction`: `Drafter.prefill`'s), as `Middle`
+    describes its arguments."""
+    middle = Middle(settings, max_tokens, ends_at, lambda: reference, lead, heal, vocabulary)
+    middle.begin(prediction)
+    return decode_middles(drafter, SharedCache(cache), [middle], should_stop)[0]
 
 
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied

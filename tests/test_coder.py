@@ -16,9 +16,14 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from engine.coder import (
+    HIDDEN,
     Drafter,
     DraftSettings,
     MaskBlock,
+    Middle,
+    SharedCache,
+    Span,
+    decode_middles,
     draft_attention,
     draft_middle,
     end_rule,
@@ -225,11 +230,18 @@ def test_fallback_blocks_draft_what_masks_behind_their_tokens_alone_would(toy_ad
     assert len(pending) >= 3
 
     def step(tokens: list[int], size: int, blocks: int):
+        """A step's logits as Middle.advance splits them: base rows, the first block's, the fallback blocks'."""
         cache = DynamicCache(config=loaded.model.config)
         drafter.prefill(prompt, cache)
-        logits = drafter.step(cache, tokens, BLOCK, size, blocks)
+        fallbacks = min(blocks, len(tokens) - 1) if size else 0
+        blocks = (MaskBlock(len(tokens), BLOCK), *(MaskBlock(i + 1, size) for i in range(fallbacks)))
+        span = Span(0, tokens, len(tokens), blocks)
+        shared = SharedCache(cache)
+        (logits,) = drafter.forward(shared, [span])
+        shared.settle([span], [len(tokens)])
         assert cache.get_seq_length() == len(prompt) + len(tokens)
-        return logits
+        n = len(tokens)
+        return logits[:n], logits[n : n + BLOCK], logits[n + BLOCK :].reshape(fallbacks, size, logits.shape[-1])
 
     plain_rows, plain_masks, none = step(pending, 0, 2)
     rows, masks, fallbacks = step(pending, BLOCK, 2)
@@ -251,13 +263,13 @@ def test_fallback_masks_keep_the_middle_and_draft_after_a_failed_draft(toy_adapt
     prompt += encode("value = ")
     drafter = Drafter(loaded.model, loaded.adapter)
     steps_read: list[int] = []  # the pending tokens each step verified
-    step = drafter.step
-    drafter.step = lambda cache, pending, *rest: steps_read.append(len(pending)) or step(cache, pending, *rest)
+    forward = drafter.forward
+    drafter.forward = lambda shared, spans: steps_read.append(len(spans[0].tokens)) or forward(shared, spans)
 
     def decode(fallback_masks: int, reference: list[int]) -> tuple[list[int], list[int]]:
-        steps_read.clear()
         cache = DynamicCache(config=loaded.model.config)
         logits = drafter.prefill(prompt, cache, block=BLOCK)
+        steps_read.clear()  # the prefill's forward is not a step
         settings = DraftSettings(BLOCK, 0.0, lookup_tokens=8, fallback_masks=fallback_masks, fallback_blocks=1)
         result = draft_middle(drafter, cache, logits, settings, 12, lambda t: None, reference=reference, lead=prompt)
         return result.tokens, list(steps_read)
@@ -271,15 +283,60 @@ def test_fallback_masks_keep_the_middle_and_draft_after_a_failed_draft(toy_adapt
     assert (read_without[1], read_with[1]) == (1, 1 + BLOCK)
 
 
+@pytest.mark.parametrize("block", [0, BLOCK])
+def test_middles_decoded_side_by_side_are_each_the_middle_decoded_alone(toy_adapter, block):
+    """Two middles in one cache whose prompts share a head, one forward a step for both (the second reading its
+    prompt's own tail on the first): each writes what it writes decoded alone in its own cache, in as many steps,
+    and the forwards number the longer middle's. Misleading lookup drafts make both middles refuse drafts, so
+    the first middle's refused keys are hidden and read past."""
+    loaded = load_model(str(toy_adapter), device="cpu")
+    encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head = build_prompt([], encode("\nbravo bravo bravo = value\n"), 12, "fim_text", loaded.special).input_ids
+    prompts = [head + encode("value = "), head + encode("echo = ")]
+    drafter = Drafter(loaded.model, loaded.adapter)
+    settings = DraftSettings(block, 0.3, lookup_tokens=8, fallback_masks=block, fallback_blocks=1)
+
+    def middle(index: int, reference: list[int]) -> Middle:
+        return Middle(settings, 12, lambda tokens: None, lambda: reference, prompts[index])
+
+    def alone(index: int, reference: list[int]):
+        cache = DynamicCache(config=loaded.model.config)
+        decoding = middle(index, reference)
+        decoding.begin(drafter.prefill(prompts[index], cache, block=block))
+        return decode_middles(drafter, SharedCache(cache), [decoding])[0]
+
+    truth = [alone(index, []) for index in range(2)]
+    assert all(len(r.tokens) >= 6 for r in truth) and truth[0].tokens != truth[1].tokens
+    # After the middle's first token, the reference holds every later token plus one: each copy fails at once.
+    misleading = [
+        [*prompt[-2:], r.tokens[0], *[t + 1 for t in r.tokens[1:]]] for prompt, r in zip(prompts, truth, strict=True)
+    ]
+    expected = [alone(index, misleading[index]) for index in range(2)]
+    assert [r.tokens for r in expected] == [r.tokens for r in truth]
+
+    cache = DynamicCache(config=loaded.model.config)
+    first, second = middle(0, misleading[0]), middle(1, misleading[1])
+    first.begin(drafter.prefill(prompts[0], cache, block=block))
+    second.read_first(prompts[1][len(head) :])
+    forwards, forward = [], drafter.forward
+    drafter.forward = lambda shared, spans: forwards.append(len(spans)) or forward(shared, spans)
+    shared = SharedCache(cache, [len(prompts[0]), len(head)])
+    together = decode_middles(drafter, shared, [first, second])
+    assert [r.tokens for r in together] == [r.tokens for r in expected]
+    assert [r.steps for r in together] == [r.steps for r in expected]
+    assert len(forwards) == max(expected[0].steps, 1 + expected[1].steps) and forwards[0] == 2
+    assert HIDDEN in shared.owners
+
+
 def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
-    allowed = draft_attention(past=2, pending=2, blocks=[MaskBlock(2, 2)])
+    allowed = draft_attention(2, [Span(0, [5, 6], 2, (MaskBlock(2, 2),))], [None])
     assert allowed.tolist() == [
         [True, True, True, False, False, False],
         [True, True, True, True, False, False],
         [True, True, True, True, True, True],
         [True, True, True, True, True, True],
     ]
-    fallback = draft_attention(past=1, pending=2, blocks=[MaskBlock(2, 1), MaskBlock(1, 2)])
+    fallback = draft_attention(1, [Span(0, [5, 6], 2, (MaskBlock(2, 1), MaskBlock(1, 2)))], [None])
     assert fallback.tolist() == [  # the fallback block reads pending[0] only
         [True, True, False, False, False, False],
         [True, True, True, False, False, False],
@@ -287,6 +344,35 @@ def test_draft_attention_keeps_pending_tokens_causal_and_off_the_masks():
         [True, True, False, False, True, True],
         [True, True, False, False, True, True],
     ]
+
+
+def test_draft_attention_keeps_middles_apart():
+    """Two middles in one forward: each reads the cached keys it owns and its own tokens and masks, never the
+    other's."""
+    reads = [torch.tensor([True, True, False]), torch.tensor([True, False, True])]
+    spans = [Span(0, [5, 6], 2), Span(1, [7], 1, (MaskBlock(1, 1),))]
+    assert draft_attention(3, spans, reads).tolist() == [
+        [True, True, False, True, False, False, False],
+        [True, True, False, True, True, False, False],
+        [True, False, True, False, False, True, False],
+        [True, False, True, False, False, True, True],  # the second middle's mask reads its token and itself
+    ]
+
+
+def test_a_shared_cache_cuts_refused_keys_at_its_end_and_hides_them_before_another_middles():
+    cache, keys = DynamicCache(), torch.zeros(1, 1, 3, 2)  # [batch, heads, keys, dim]
+    cache.update(keys, keys, 0)  # a prompt of 3 tokens; the first middle reads them all, the second 2
+    shared = SharedCache(cache, [3, 2])
+    spans = [Span(0, [1, 2, 3], 3), Span(1, [4, 5], 2)]
+    more = torch.zeros(1, 1, 5, 2)
+    cache.update(more, more, 0)  # a forward appended both spans
+    shared.settle(spans, [1, 1])
+    assert shared.owners == [0, HIDDEN, HIDDEN, 1] and cache.get_seq_length() == 3 + 4  # the last key was cut
+    assert shared.lengths == [4, 3]
+    assert shared.reads(0).tolist() == [True] * 3 + [True, False, False, False]
+    assert shared.reads(1).tolist() == [True, True, False] + [False, False, False, True]
+    alone = SharedCache(DynamicCache())
+    assert alone.reads(0) is None  # one middle over its whole cache: the model's causal default
 
 
 @pytest.mark.parametrize(
