@@ -78,6 +78,11 @@ class EngineConfig:
     # single-line HumanEval 51.7 -> 75.4 %, multi-line 32 -> 34 %, at about twice the time (RESULTS.md).
     rerank: bool = True
     rerank_suffix_tokens: int = 32
+    # With rerank: the FIM middle and the plain continuation decode side by side, one forward a step for both in the
+    # FIM prompt's cache (engine.coder.SharedCache). Off: one after the other, the plain continuation in its own
+    # cache, copying lookup drafts from the whole FIM middle (as for models with sliding-window layers, whose keys
+    # one mask cannot hide). Both write the same middles (RESULTS.md).
+    decode_side_by_side: bool = True
     # With rerank: a block's middles run on past a dedent, down to the suffix's first line's indentation, and the
     # reranker chooses where to cut them (a multi-line hole often closes a branch and goes on). Multi-line HumanEval
     # 17 -> 18 of 50 holes, and 15 -> 18 of 50 held-out ones; single-line and SantaCoder unchanged (RESULTS.md).

@@ -19,7 +19,16 @@ import torch
 from transformers.cache_utils import DynamicCache
 from tree_sitter import Tree
 
-from engine.coder import LOOKUP_NGRAM, Drafter, DraftResult, DraftSettings, draft_middle, end_rule
+from engine.coder import (
+    LOOKUP_NGRAM,
+    Drafter,
+    DraftResult,
+    DraftSettings,
+    Middle,
+    SharedCache,
+    decode_middles,
+    end_rule,
+)
 from engine.config import EngineConfig
 from engine.context import ContextBudget, InfillContext, build_context
 from engine.denoise import SAMPLERS, DenoiseSettings, denoise
@@ -416,41 +425,72 @@ class Engine:
             file_head = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
         start = file_head[1] if file_head is not None else None
         prediction, fim, reused = self._prefill(prompt, "_prompt_cache" if single else None, should_stop, start)
-        middle = functools.partial(
-            draft_middle,
-            self.drafter,
-            settings=self.draft_settings,
-            max_tokens=canvas,
-            ends_at=self._end_rule(context, heal),
-            should_stop=should_stop,
+        new_middle = functools.partial(
+            Middle,
+            self.draft_settings,
+            canvas,
+            self._end_rule(context, heal),
             heal=heal,
             vocabulary=self._vocabulary if heal else None,
         )
-        results = [middle(fim.cache, prediction, reference=prompt.input_ids, lead=prompt.input_ids)]
+        fim_middle = new_middle(reference=lambda: prompt.input_ids, lead=prompt.input_ids)
+        fim_middle.begin(prediction)
+        plain_middle = None
+        if file_head is not None:
+            plain_middle = self._plain_continuation(context, prompt, file_head, fim_middle, new_middle)
+        if plain_middle is not None and self.config.decode_side_by_side and self.drafter.can_share_a_cache:
+            shared = SharedCache(fim.cache, [len(prompt.input_ids), len(file_head[1].prompt.input_ids)])
+            results = decode_middles(self.drafter, shared, [fim_middle, plain_middle], should_stop)
+        else:
+            results = decode_middles(self.drafter, SharedCache(fim.cache), [fim_middle], should_stop)
+            if plain_middle is not None:  # after it, in the file head's own cache, cut back to the head after
+                head_cache = file_head[1]
+                results += decode_middles(self.drafter, SharedCache(head_cache.cache), [plain_middle], should_stop)
+                head_cache.cache.crop(len(head_cache.prompt.input_ids) - head_cache.cache.get_seq_length())
         drafts = []
         if file_head is not None:
-            drafts = self._reranked(context, prompt, file_head, results, reused, middle, heal, should_stop)
+            drafts = self._reranked(context, file_head, results, reused, heal, should_stop)
         seconds = time.perf_counter() - began
         if not drafts:  # no reranking, or nothing survives post-processing: the FIM middle stands for the hole
             return [dataclasses.replace(self._causal_draft(results[0], reused, heal), seconds=seconds)]
         return [dataclasses.replace(d, seconds=seconds / len(drafts)) for d in drafts]
 
-    def _reranked(
+    def _plain_continuation(
         self,
         context: InfillContext,
         prompt: Prompt,
         file_head: tuple[torch.Tensor, "_PromptCache", int],
+        fim_middle: Middle,
+        new_middle: Callable[..., Middle],
+    ) -> Middle:
+        """The plain continuation of the prefix: the file's head (`_file_head`, `file_head` its prefill: the first
+        keys of the FIM prompt's cache too, so it can decode beside the FIM middle there), then the cursor's line
+        less its last token, whose text it writes again first, as the FIM middle does. Its lookup drafts come
+        from the FIM middle so far (the two often start alike; its drafts too, verified beside it) and then the
+        FIM prompt."""
+        head_next, head_cache, _ = file_head
+        line_ids, _ = self._cursor_line(context)
+        plain = head_cache.prompt.input_ids + line_ids
+        middle = new_middle(
+            reference=lambda: [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *fim_middle.so_far()], lead=plain
+        )
+        if line_ids:
+            middle.read_first(line_ids)
+        else:
+            middle.begin(head_next)
+        return middle
+
+    def _reranked(
+        self,
+        context: InfillContext,
+        file_head: tuple[torch.Tensor, "_PromptCache", int],
         results: list[DraftResult],
         reused: int,
-        middle: Callable,
         heal: str,
         should_stop: Callable[[], bool] | None,
     ) -> list["_Draft"]:
-        """The plain continuation of the prefix decoded beside the FIM middle in `results`, every line-end cut of
-        both as a draft scored by engine.rerank; none where no cut survives post-processing. Lookup drafts for the
-        plain continuation come from the FIM middle (the two often start alike) and then the FIM prompt. Like the
-        FIM middle, it starts after the cursor's line less its last token and writes that token's text, `heal`,
-        first.
+        """Every line-end cut of the FIM middle and the plain continuation in `results` as a draft scored by
+        engine.rerank; none where no cut survives post-processing.
 
         Reranking reads the file up to the cursor's line from `file_head` (`_prefill`'s of `_file_head`), and each
         candidate with the cursor line's start before it, so that no token is split at the cursor (`return ` + `x`
@@ -458,18 +498,11 @@ class Engine:
         """
         line_before = last_line(context.prefix)
         head_next, head_cache, _ = file_head
-        head = head_cache.prompt.input_ids
-        line_ids, _ = self._cursor_line(context)
-        plain_cache, plain = head_cache.cache, head + line_ids
-        block = self.draft_settings.block_size
-        plain_next = self.drafter.prefill(plain, plain_cache, len(head), block=block) if line_ids else head_next
-        reference = [*prompt.input_ids, *plain[-LOOKUP_NGRAM:], *results[0].tokens]
-        continuation = middle(plain_cache, plain_next, reference=reference, lead=plain)
-        plain_cache.crop(len(head) - plain_cache.get_seq_length())
+        plain_cache = head_cache.cache  # the file up to the cursor's line
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
         standings: dict[str, tuple] = {}  # shown text -> how it ranks before its score
         standing = standing_in(context)
-        for result in (results[0], continuation):
+        for result in results:
             whole = self._causal_draft(result, reused, heal)
             for raw in line_prefixes(whole.raw):
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)

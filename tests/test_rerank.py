@@ -151,6 +151,33 @@ def test_keystrokes_reuse_both_caches_exactly(toy_base):
     assert again.text == fresh.complete([request])[0].text and reading < len(forwards)
 
 
+def test_the_two_decodes_side_by_side_write_what_they_write_one_after_the_other(toy_base, monkeypatch):
+    """`decode_side_by_side` (the default): the FIM middle and the plain continuation in one forward a step, in the
+    FIM prompt's cache, write the same middles as one after the other each in its own cache, in fewer forwards."""
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    together = Engine(config)
+    apart = Engine(dataclasses.replace(config, decode_side_by_side=False), together.loaded)
+    middles, forwards = [], []
+    decode_middles = infill.decode_middles
+    monkeypatch.setattr(
+        infill, "decode_middles", lambda *a: middles.extend(decode_middles(*a)) or middles[-len(a[2]) :]
+    )
+    together.loaded.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    rng = random.Random(8)
+    runs = {}
+    for engine in (together, apart):
+        middles[:], forwards[:] = [], []
+        for prefix, _, suffix in [toy_texts(rng) for _ in range(4)]:
+            for typed in ("", "g"):  # a cursor line of the prefix's own, and one more character typed on it
+                engine.complete([InfillRequest("\n" + prefix + typed, suffix, "python", canvas_tokens=12, force=True)])
+        runs[engine is together] = ([m.tokens for m in middles], len(forwards))
+        rng = random.Random(8)
+    (middles_together, forwards_together), (middles_apart, forwards_apart) = runs[True], runs[False]
+    assert len(middles_together) == len(middles_apart) == 16
+    assert middles_together == middles_apart
+    assert forwards_together < forwards_apart, (forwards_together, forwards_apart)
+
+
 def test_the_fim_prompt_goes_on_from_the_plain_files_cache(toy_base):
     """The plain file's prompt is the FIM prompt's own start (`<|fim_prefix|>` and the file up to the cursor's line),
     so a request reads that head once: the FIM prefill goes on from a copy of the head's cache, and writes the same
