@@ -81,7 +81,8 @@ class EngineConfig:
     # With rerank: the FIM middle and the plain continuation decode side by side, one forward a step for both in the
     # FIM prompt's cache (engine.coder.SharedCache). Off: one after the other, the plain continuation in its own
     # cache, copying lookup drafts from the whole FIM middle (as for models with sliding-window layers, whose keys
-    # one mask cannot hide). Both write the same middles (RESULTS.md).
+    # one mask cannot hide). The same middles; a hole 1.19x faster on single-line HumanEval, 1.05x on SantaCoder, a
+    # reused keystroke 1.21x (RESULTS.md).
     decode_side_by_side: bool = True
     # With rerank: a block's middles run on past a dedent, down to the suffix's first line's indentation, and the
     # reranker chooses where to cut them (a multi-line hole often closes a branch and goes on). Multi-line HumanEval
