@@ -220,6 +220,32 @@ def test_a_cancelled_prefill_keeps_what_it_read_for_the_next_keystroke(toy_base,
     assert resumed.reused_prompt_tokens == read and resumed.text == from_scratch.text
 
 
+def test_a_keystroke_cancelled_while_decoding_side_by_side_leaves_caches_the_next_one_reuses(toy_base):
+    """Cancelled between two decoding steps, the FIM prompt's cache holds both middles' keys (and hidden refused
+    ones) after the prompt; the next keystroke cuts them off and reuses the prompt: the same text as from scratch."""
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    engine = Engine(config)
+    fresh = Engine(config, engine.loaded)
+    prefix, _, suffix = toy_texts(random.Random(9))
+    request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
+    steps = []
+    decode_middles = infill.decode_middles
+
+    def stopped_after_two_steps(*args):
+        return decode_middles(*args[:3], lambda: steps.append(1) or len(steps) > 2)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(infill, "decode_middles", stopped_after_two_steps)
+        with pytest.raises(Cancelled):
+            engine.complete([request])
+    prompt = engine._prompt_cache.prompt.input_ids
+    assert engine._prompt_cache.cache.get_seq_length() > len(prompt)  # both middles' first steps are in it
+    again = engine.complete([request])[0]
+    assert again.reused_prompt_tokens == len(prompt) and again.text == fresh.complete([request])[0].text
+    # The cancelled decode's keys were cut off, not left for the next decode to read past: the caches match.
+    assert engine._prompt_cache.cache.get_seq_length() == fresh._prompt_cache.cache.get_seq_length()
+
+
 def test_typing_the_suggestion_shows_its_rest_without_a_forward(toy_base):
     """`typeahead`: a keystroke that types the start of the shown suggestion gets the rest at once (not always what a
     fresh decode there shows: benchmarks/keystroke.py counts how often); typing something else, a changed suffix, or
