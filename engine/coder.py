@@ -342,17 +342,17 @@ class Middle:
             self._next(base[keep - 1], draft_logits)
         elif keep <= len(fallback_logits):  # a draft failed: a fallback block read up to the last token kept
             self._next(base[keep - 1], fallback_logits[keep - 1])
-        else:
-            self._next(base[keep - 1], draft_logits[:0])
+        else:  # a draft failed behind every fallback block: nothing read up to the last token kept
+            self._next(base[keep - 1])
         return keep
 
-    def _next(self, probability: torch.Tensor, draft_logits: torch.Tensor) -> None:
+    def _next(self, probability: torch.Tensor, draft_logits: torch.Tensor | None = None) -> None:
         """The pending tokens of the next step: the base's choice from `probability` [V], then lookup drafts, or
         else the masks' drafts [B, V] of the tokens after it (read after everything before it) while likely."""
         self.pending = [self._choose(probability)]
         self.pending += self._copied()
         self.pending_probability = [float(probability[self.pending[0]])] + [1.0] * (len(self.pending) - 1)
-        if len(self.pending) > 1 or not len(draft_logits) or self._open_heal(self.pending) is not None:
+        if draft_logits is None or len(self.pending) > 1 or self._open_heal(self.pending) is not None:
             return
         drafts = draft_logits.float().softmax(-1).max(-1)  # [B]
         for draft_probability, token in zip(drafts.values.tolist(), drafts.indices.tolist(), strict=True):
