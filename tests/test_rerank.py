@@ -199,15 +199,20 @@ def test_the_fim_prompt_goes_on_from_the_plain_files_cache(toy_base):
     assert shown.raw_text == whole.raw_text
 
 
+def _keystroke_engines(toy_base, seed: int) -> tuple[Engine, Engine, InfillRequest]:
+    """An engine that keeps a keystroke's caches, a fresh one on the same model to compare with, and a toy request."""
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    engine = Engine(config)
+    prefix, _, suffix = toy_texts(random.Random(seed))
+    request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
+    return engine, Engine(config, engine.loaded), request
+
+
 def test_a_cancelled_prefill_keeps_what_it_read_for_the_next_keystroke(toy_base, monkeypatch):
     """A keystroke that supersedes a long prefill waits for one chunk of it, not all of it, and the next request
     goes on from the chunks already read: the same middle as from scratch."""
     monkeypatch.setattr(coder, "PREFILL_CHUNK", 4)
-    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
-    engine = Engine(config)
-    fresh = Engine(config, engine.loaded)
-    prefix, _, suffix = toy_texts(random.Random(7))
-    request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
+    engine, fresh, request = _keystroke_engines(toy_base, seed=7)
     asked = []
     with pytest.raises(Cancelled):
         engine.complete([request], should_stop=lambda: asked.append(1) or len(asked) > 2)
@@ -223,11 +228,7 @@ def test_a_cancelled_prefill_keeps_what_it_read_for_the_next_keystroke(toy_base,
 def test_a_keystroke_cancelled_while_decoding_side_by_side_leaves_caches_the_next_one_reuses(toy_base):
     """Cancelled between two decoding steps, the FIM prompt's cache holds both middles' keys (and hidden refused
     ones) after the prompt; the next keystroke cuts them off and reuses the prompt: the same text as from scratch."""
-    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
-    engine = Engine(config)
-    fresh = Engine(config, engine.loaded)
-    prefix, _, suffix = toy_texts(random.Random(9))
-    request = InfillRequest("\n" + prefix, suffix, "python", canvas_tokens=12, force=True)
+    engine, fresh, request = _keystroke_engines(toy_base, seed=9)
     steps = []
     decode_middles = infill.decode_middles
 
