@@ -8,7 +8,7 @@
 Lookup drafts are verified (engine.coder), so a middle is the base's greedy one whatever the policy: the forwards
 a policy needs follow from the middle's tokens and the reference alone, with no model run. Each middle recorded by
 `benchmarks.quality --records` with `--set rerank=false` (the FIM middle itself, re-tokenized) is replayed against
-its FIM prompt, step by step as `draft_middle` runs: the base's next token, plus what the policy copies after it,
+its FIM prompt, step by step as a `Middle` runs: the base's next token, plus what the policy copies after it,
 kept up to the first copied token that differs from the middle. Time is modelled from what a forward of n new
 tokens costs on the machine (`python -m benchmarks.forward_cost --tokens 1,2,5,9,17`), linear between the given
 points: on a CPU a forward of two tokens can cost twice one, so more tokens a forward is not always faster.

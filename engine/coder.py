@@ -400,26 +400,6 @@ def decode_middles(
         shared.settle(spans, kept)
 
 
-def draft_middle(
-    drafter: Drafter,
-    cache: DynamicCache,
-    prediction: torch.Tensor,
-    settings: DraftSettings,
-    max_tokens: int,
-    ends_at: Callable[[list[int]], int | None],
-    should_stop: Callable[[], bool] | None = None,
-    reference: Sequence[int] = (),
-    lead: Sequence[int] = (),
-    heal: str = "",
-    vocabulary: Vocabulary | None = None,
-) -> DraftResult:
-    """One middle alone after a prefilled prompt in `cache` (`prediction`: `Drafter.prefill`'s), as `Middle`
-    describes its arguments."""
-    middle = Middle(settings, max_tokens, ends_at, lambda: reference, lead, heal, vocabulary)
-    middle.begin(prediction)
-    return decode_middles(drafter, SharedCache(cache), [middle], should_stop)[0]
-
-
 LOOKUP_NGRAM = 3  # tokens of the middle's end that must recur in the reference before a lookup draft is copied
 
 
@@ -451,7 +431,7 @@ def end_rule(
     past_dedents: bool = False,
     healed: str = "",
 ) -> Callable[[list[int]], int | None]:
-    """Where a middle is over, as `draft_middle` asks: at an end token (dropped), after its first line in line
+    """Where a middle is over, as a `Middle` asks: at an end token (dropped), after its first line in line
     mode (the first it writes on: one that only ends the cursor's line, which was complete, goes on to the next
     line, as postprocess.limit_scope shows it), or in block mode once a complete line dedents below the block's
     first line or repeats the suffix's first line (a FIM model that runs on writes the code after the hole again;

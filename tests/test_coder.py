@@ -25,7 +25,6 @@ from engine.coder import (
     Span,
     decode_middles,
     draft_attention,
-    draft_middle,
     end_rule,
     lookup_drafts,
 )
@@ -36,7 +35,7 @@ from engine.models.gated_lora import ADAPTER_CONFIG, AdapterConfig, DraftingAdap
 from engine.models.loading import load_model
 from engine.models.prepack import PrepackedLinear
 from engine.prompt import SpecialTokens, build_prompt
-from tests.toy_coder import BLOCK, toy_texts, train_toy_adapter, train_toy_base
+from tests.toy_coder import BLOCK, draft_middle, toy_texts, train_toy_adapter, train_toy_base
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from engine import infill
-from engine.coder import Drafter, DraftSettings, draft_middle
+from engine.coder import Drafter, DraftSettings
 from engine.config import EngineConfig
 from engine.healing import Vocabulary, still_to_write, take_back, vocabulary_of
 from engine.infill import Engine, InfillRequest
 from engine.postprocess import postprocess
-from tests.toy_coder import toy_texts, train_toy_base
+from tests.toy_coder import draft_middle, toy_texts, train_toy_base
 
 TEXTS = ["", "a", ");", ");\n", ")", "   ", " return", "    ", "    \n"]  # "" stands for a special token
 

@@ -1,6 +1,6 @@
 """A micro Qwen2 causal LM and its drafting adapter, both trained in seconds on a toy infilling task with the
 project's real code (engine.training.coder_train's loss for the adapter), saved as checkpoint directories laid out
-as the engine loads them.
+as the engine loads them; and `draft_middle`, one middle decoded alone in its own cache, for the tests.
 
 The task: in `value = <w> <w> <w>` / `<w> <w> <w> = value` the middle is a word, three times, that appears again
 only in the suffix, so only a model that reads the suffix fills it (about 1 in len(WORDS) otherwise), and once the
@@ -8,11 +8,15 @@ first word is written the rest is certain: what a drafting adapter must learn to
 """
 
 import random
+from collections import abc
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+from transformers.cache_utils import DynamicCache
 
+from engine.coder import Drafter, DraftResult, DraftSettings, Middle, SharedCache, decode_middles
+from engine.healing import Vocabulary
 from engine.models.gated_lora import AdapterConfig, DraftingAdapter
 from engine.prompt import SpecialTokens, build_prompt
 from engine.training.coder_train import Sequence, distillation_loss
@@ -113,3 +117,23 @@ def train_toy_adapter(base_dir: Path, directory: Path, steps: int = 150, seed: i
         optimizer.step()
     adapter.save(directory)
     return directory
+
+
+def draft_middle(
+    drafter: Drafter,
+    cache: DynamicCache,
+    prediction: torch.Tensor,
+    settings: DraftSettings,
+    max_tokens: int,
+    ends_at: abc.Callable[[list[int]], int | None],
+    should_stop: abc.Callable[[], bool] | None = None,
+    reference: abc.Sequence[int] = (),
+    lead: abc.Sequence[int] = (),
+    heal: str = "",
+    vocabulary: Vocabulary | None = None,
+) -> DraftResult:
+    """One middle alone after a prefilled prompt in `cache` (`prediction`: `Drafter.prefill`'s), as `Middle`
+    describes its arguments: engine.coder's loop as the engine runs it for a middle without a plain continuation."""
+    middle = Middle(settings, max_tokens, ends_at, lambda: reference, lead, heal, vocabulary)
+    middle.begin(prediction)
+    return decode_middles(drafter, SharedCache(cache), [middle], should_stop)[0]
