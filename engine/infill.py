@@ -35,7 +35,7 @@ from engine.denoise import SAMPLERS, DenoiseSettings, denoise
 from engine.errors import Cancelled, ConfigError, InputError
 from engine.families import CanvasEdits, CanvasModel
 from engine.families.block_diffusion import BlockDiffusion
-from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts
+from engine.families.diffusion_gemma import DiffusionGemma, encode_prompts, encoder_cache
 from engine.families.masked_diffusion import MaskedDiffusion
 from engine.healing import Vocabulary, take_back, vocabulary_of
 from engine.models.loading import LoadedModel, load_model
@@ -601,7 +601,7 @@ class Engine:
             previous = self._prompt_cache
             if previous is not None:
                 reused = previous.reusable_tokens(prompts[0], loaded.model.config.text_config.sliding_window)
-            cache = previous.cache if reused else DynamicCache(config=loaded.model.config.text_config)
+            cache = previous.cache if reused else encoder_cache(loaded.model)
             try:
                 encode_prompts(loaded.model, batch, cache, reused, should_stop)
             except Cancelled:

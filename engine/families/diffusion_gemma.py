@@ -13,6 +13,11 @@ from engine.errors import stop_if_asked
 from engine.prompt import PREFILL_CHUNK, PromptBatch
 
 
+def encoder_cache(model: DiffusionGemmaForBlockDiffusion) -> DynamicCache:
+    """An empty KV cache for the encoder, whose layers are those of the text config."""
+    return DynamicCache(config=model.config.text_config)
+
+
 @torch.inference_mode()
 def encode_prompts(
     model: DiffusionGemmaForBlockDiffusion,
@@ -30,7 +35,7 @@ def encode_prompts(
     of it. Cancelled, `cache` keeps the chunks already read (exact: the encoder is causal).
     """
     if cache is None:
-        cache, cached_tokens = DynamicCache(config=model.config.text_config), 0
+        cache, cached_tokens = encoder_cache(model), 0
     elif cached_tokens < cache.get_seq_length():
         cache.crop(cached_tokens - cache.get_seq_length())  # 5.23's crop takes minus the tokens to drop
     length = batch.input_ids.shape[1]
