@@ -1,4 +1,4 @@
-"""Training settings that are not the corpus: mixed precision."""
+"""Training settings that are not the corpus: mixed precision, learning-rate schedules, resumes."""
 
 import json
 from dataclasses import asdict
@@ -17,6 +17,17 @@ def test_precision_setting_picks_the_autocast_dtype():
     assert autocast_dtype("auto", "cpu") == (torch.bfloat16 if native else None)
     with pytest.raises(ConfigError, match="precision"):
         autocast_dtype("fp8", "cpu")
+
+
+def test_the_adapters_learning_rate_anneals_from_decay_from_and_a_resume_keeps_the_schedule(tmp_path):
+    from engine.training.coder_train import CoderTrainConfig, learning_rate, run_settings
+
+    constant = CoderTrainConfig(lr=1e-3, warmup=10, steps=100)
+    assert [learning_rate(constant, step) for step in (0, 9, 10, 99)] == pytest.approx([1e-4, 1e-3, 1e-3, 1e-3])
+    annealed = CoderTrainConfig(lr=1e-3, warmup=10, steps=100, decay_from=60)
+    assert [learning_rate(annealed, step) for step in (59, 60, 80, 100)] == pytest.approx([1e-3, 1e-3, 5.5e-4, 1e-4])
+    (tmp_path / "train_config.json").write_text(json.dumps({**asdict(annealed), "threads": 2}))
+    assert run_settings(tmp_path)["decay_from"] == 60 and "threads" not in run_settings(tmp_path)
 
 
 def test_a_resume_records_only_the_settings_it_changes(tmp_path):

@@ -48,6 +48,9 @@ class CoderTrainConfig:
     steps: int = 400  # optimizer steps
     lr: float = 2e-4  # 1e-3 stalls at a unigram-like draft on the 0.5B base, 3e-3 diverges (RESULTS.md)
     warmup: int = 20
+    # From this step on the learning rate falls linearly to a tenth of `lr` at `steps` (0: it stays `lr`): a run
+    # that has trained at a constant rate and resumes with a final `steps` anneals into it.
+    decay_from: int = 0
     max_prefix_tokens: int = 256
     max_suffix_tokens: int = 96
     max_middle_tokens: int = 64
@@ -133,10 +136,14 @@ def distillation_loss(
     return loss, agree, valid
 
 
-def _learning_rate(cfg: CoderTrainConfig, step: int) -> float:
+def learning_rate(cfg: CoderTrainConfig, step: int) -> float:
+    """Warmup, then `lr`, then (from `decay_from`) a linear fall to `lr / 10` at `steps`."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    return cfg.lr
+    if not cfg.decay_from or step < cfg.decay_from:
+        return cfg.lr
+    progress = min(1.0, (step - cfg.decay_from) / max(1, cfg.steps - cfg.decay_from))
+    return cfg.lr * (1 - 0.9 * progress)
 
 
 @torch.no_grad()
@@ -157,6 +164,7 @@ def agreement(lm, adapter: DraftingAdapter, sequences: list[Sequence], windows: 
 # (device, threads, folders) and how many minutes it may take are the resuming machine's own.
 RECIPE = frozenset(
     {"base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup", "steps", "seed"}
+    | {"decay_from"}
     | {"max_prefix_tokens", "max_suffix_tokens", "max_middle_tokens", "languages", "eval_examples"}
     | {"eval_every", "save_every"}
 )
@@ -212,7 +220,7 @@ def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="adapter", unit="step")
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(cfg, step)
+            group["lr"] = learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
         losses, agreed = [], []
         for _ in range(cfg.accumulate):
