@@ -3,7 +3,8 @@
     python -m benchmarks.drafting [--model blockfill-coder] [--suite single] [--every 5] [--limit 40]
                                   [--arms base,lookup,verified,masks,unverified]
 
-One loaded model serves every arm (the adapter is off where the block size is 0), the arms take turns hole by
+One loaded model serves every arm (the adapter is off where the block size is 0) unless an arm names another
+(`verified:model=runs/my-run/adapter`: two adapters side by side), the arms take turns hole by
 hole so a busy machine slows them alike, and every hole is executed for real (HumanEval) or matched (SantaCoder).
 Arms: the base left to right (block 0, the quality floor and the anchor); the base with lookup drafts copied from
 the prompt (`lookup_tokens`, no adapter, verified: the base's middle); drafting with verification, lookup drafts
@@ -48,14 +49,18 @@ def main() -> None:
     parser.add_argument(
         "--arms",
         default="base,lookup,verified",
-        help=f"of {', '.join(ARMS)}, the first the anchor; an arm may add settings: verified:draft_threshold=0.3",
+        help=f"of {', '.join(ARMS)}, the first the anchor; an arm may add settings: verified:draft_threshold=0.3, "
+        "or run another model: verified:model=runs/my-run/adapter",
     )
     args = parser.parse_args()
 
     shared = with_overrides({"model": args.model, **parse_assignments(args.set)})
-    loaded = load_model(shared.model, shared.device, quantize=shared.quantize)
-    arms = [_arm(spec) for spec in args.arms.split(",")]
-    engines = {name: Engine(with_overrides(arm, shared), loaded) for name, arm in arms}
+    arms = [(name, with_overrides(arm, shared)) for name, arm in map(_arm, args.arms.split(","))]
+    loaded = {}  # model name -> the model, loaded once for the arms that run it
+    for _, config in arms:
+        if config.model not in loaded:
+            loaded[config.model] = load_model(config.model, config.device, quantize=config.quantize)
+    engines = {name: Engine(config, loaded[config.model]) for name, config in arms}
     tasks = load_tasks(args.suite, DATA, args.limit, args.every)
     rows: dict[str, list[tuple[bool, float, int, int, str]]] = {name: [] for name in engines}
     for task in tasks:
@@ -72,7 +77,8 @@ def main() -> None:
             rows[name].append((ok, seconds, completion.tokens, completion.steps, completion.raw_text))
     base = rows[arms[0][0]]
     base_seconds = statistics.median(r[1] for r in base)
-    print(f"{args.suite}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {loaded.device}:")
+    device = next(iter(loaded.values())).device
+    print(f"{args.suite}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {device}:")
     width = max(len(name) for name in rows)
     for name, results in rows.items():
         median = statistics.median(r[1] for r in results)
