@@ -4,8 +4,8 @@
                                   [--arms base,lookup,verified,masks,unverified]
 
 One loaded model serves every arm (the adapter is off where the block size is 0) unless an arm names another
-(`verified:model=runs/my-run/adapter`: two adapters side by side), the arms take turns hole by
-hole so a busy machine slows them alike, and every hole is executed for real (HumanEval) or matched (SantaCoder).
+(`verified:model=runs/my-run/adapter`: two adapters side by side), the arms take turns hole by hole so a busy
+machine slows them alike, and every hole is executed for real (HumanEval) or matched (SantaCoder).
 Arms: the base left to right (block 0, the quality floor and the anchor); the base with lookup drafts copied from
 the prompt (`lookup_tokens`, no adapter, verified: the base's middle); drafting with verification, lookup drafts
 first and the adapter's where there are none (the base's middle); the adapter's drafts alone (`masks`); and
