@@ -108,6 +108,11 @@ async def configure(client: LanguageClient, settings: dict) -> None:
     """Send didChangeConfiguration the way VS Code does, and wait until the server has applied it."""
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"blockfill": settings}))
     await stats(client)  # answered after the notification: the settings are in place
+    # A changed engine setting rebuilds the engine on the worker ("busy", then "ready"): wait for it, so that a
+    # test reading statuses next does not take this rebuild's "ready" for the end of its own job.
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        while client.statuses and client.statuses[-1]["state"] == "busy":
+            await asyncio.sleep(0.05)
 
 
 def raw_request(client: LanguageClient, method: str, params: object, msg_id: str) -> asyncio.Future:
