@@ -55,7 +55,7 @@ class EngineConfig:
     candidates: int = 1  # drafts denoised together per hole (one seed each); post-processing ranks them, best shown
     # blockfill-coder: masked positions drafted a step; -1: the adapter's own block size; 0: none, the base left to
     # right. With lookup drafts first and the masks' where there are none (and the fallback block below), the
-    # shipped adapter settles 2.04 tokens a step on SantaCoder's 120 holes and 1.97 on HumanEval's 207 single-line
+    # shipped adapter settles 2.06 tokens a step on SantaCoder's 120 holes and 1.97 on HumanEval's 207 single-line
     # ones, against lookup's 1.41 and 1.37 (RESULTS.md, seventh run).
     block_size: int = -1
     # blockfill-coder: a drafted token is tried while at least this likely. A wrong one costs a verified row, a
