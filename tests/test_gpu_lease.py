@@ -135,6 +135,38 @@ def test_a_lease_trains_on_from_the_cpu_run_and_the_cpu_goes_on_from_the_lease(h
     assert (resumed["eval_every"], resumed["save_every"]) == (3, 1)  # as the lease ran it, not the defaults
 
 
+def test_a_run_starts_from_a_saved_adapter_and_trains_on_the_plain_file_too(here, monkeypatch):
+    """`init_from` loads a saved adapter (at lr 0 it comes out unchanged) and refuses one of another shape;
+    `plain_share` adds plain-file examples, laid out as the engine's plain continuation reads the file (the FIM
+    prompt's start: engine.infill's `_file_head`), with held-out agreement of their own."""
+    from safetensors.torch import load_file
+
+    from engine.prompt import build_prompt
+    from engine.training.coder_train import plain_file
+
+    root, base, _ = here
+    first = root / "runs/blockfill-coder/adapter"
+    config = CoderTrainConfig(
+        out_dir="runs/plain", base=str(base), corpus_dir="corpus", steps=1, **{**TINY, "eval_every": 1},
+        lr=0.0, init_from=str(first), plain_share=0.5,
+    )  # fmt: skip
+    run_coder_training(config)
+    saved = load_file(root / "runs/plain/adapter/adapter.safetensors")
+    started = load_file(first / "adapter.safetensors")
+    assert saved.keys() == started.keys() and all(torch.equal(saved[k], started[k]) for k in saved)
+    record = json.loads((root / "runs/plain/history.json").read_text())[-1]
+    assert len(record["plain_agreement_by_offset"]) == len(record["agreement_by_offset"]) == TINY["block_size"]
+    with pytest.raises(ConfigError, match="cannot start from"):
+        run_coder_training(CoderTrainConfig(**{**config.__dict__, "out_dir": "runs/other", "rank": 2}))
+
+    special = load_model(str(base), device="cpu").special
+    prefix, rest = [5, 6, 7], [8, 9]
+    plain = plain_file(prefix, rest, special)
+    fim = build_prompt(prefix, [10], 0, "fim_text", special).input_ids
+    assert plain.ids[: plain.middle_start] == fim[: fim.index(special.fim_prefix) + 1 + len(prefix)]
+    assert plain.ids[plain.middle_start :] == rest
+
+
 def test_a_damaged_piece_is_refused_where_it_arrives(here, tmp_path, monkeypatch):
     root, base, pack = here
     manifest = gpu_lease.stage(str(base), pack, PIECE)

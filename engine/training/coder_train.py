@@ -11,6 +11,10 @@ middle from the four-language corpus:
                               its own masks (the mask layout of engine.coder.draft_attention); mask j learns the
                               base's distribution for position s_k + j + 1
 
+A share of the examples (`plain_share`) is the plain file instead, `<|fim_prefix|>` + prefix + middle + suffix
+with no suffix before the middle: the context in which the engine's reranker decodes its second middle, the
+plain continuation, beside the FIM one (engine.infill). Its windows start anywhere after the prefix.
+
 Only the K * B masked positions carry gradients, so a step costs one frozen prefill and a small forward and
 backward: the CPU can train this at all. Runs are resumable (`--resume`) and time-limited, so a run can go on
 across sessions and short GPU leases.
@@ -29,7 +33,7 @@ from transformers.cache_utils import DynamicCache
 from engine.errors import ConfigError
 from engine.models.gated_lora import AdapterConfig, DraftingAdapter
 from engine.models.loading import LoadedModel, load_model
-from engine.prompt import build_prompt
+from engine.prompt import SpecialTokens, build_prompt
 from engine.training.corpus import collect_sources, split_texts
 from engine.training.examples import sample_example
 from engine.training.train import autocast_dtype, language_weights
@@ -55,6 +59,8 @@ class CoderTrainConfig:
     max_suffix_tokens: int = 96
     max_middle_tokens: int = 64
     languages: str = "python:0.7,javascript:0.12,typescript:0.08,go:0.1"
+    plain_share: float = 0.0  # examples laid out as the plain file (the reranker's plain continuation reads it so)
+    init_from: str = ""  # a new run starts from this adapter directory's weights (e.g. the shipped one)
     corpus_dir: str = "runs/corpus"
     eval_examples: int = 24  # held-out examples for the agreement figures (the same ones every time)
     eval_every: int = 50
@@ -68,12 +74,15 @@ class CoderTrainConfig:
 
 @dataclass(frozen=True)
 class Sequence:
-    ids: list[int]  # prompt + middle + end token
+    ids: list[int]  # prompt + middle + end token, or the plain file (`plain_file`)
     middle_start: int  # index of the middle's first token
 
 
-def _sequences(texts: dict[str, list[str]], loaded: LoadedModel, cfg: CoderTrainConfig, rng: random.Random):
-    """Endless FIM sequences, each language drawn by its share."""
+def _sequences(
+    texts: dict[str, list[str]], loaded: LoadedModel, cfg: CoderTrainConfig, rng: random.Random, plain_share: float
+):
+    """Endless sequences, each language drawn by its share: FIM examples, and `plain_share` of them as the plain
+    file (`plain_file`)."""
     shares = {name: share for name, share in language_weights(cfg.languages).items() if texts.get(name)}
     languages, weights = zip(*shares.items(), strict=True)
     end = loaded.tokenizer.convert_tokens_to_ids("<|endoftext|>")
@@ -86,8 +95,21 @@ def _sequences(texts: dict[str, list[str]], loaded: LoadedModel, cfg: CoderTrain
         )
         if example is None:
             continue
+        if plain_share and rng.random() < plain_share:  # no draw without it: a run's FIM examples stay its own
+            yield plain_file(example.prefix_ids, example.middle_ids + example.suffix_ids, loaded.special)
+            continue
         prompt = build_prompt(example.prefix_ids, example.suffix_ids, 0, "fim_text", loaded.special).input_ids
         yield Sequence(prompt + example.middle_ids + [end], len(prompt))
+
+
+def plain_file(prefix_ids: list[int], rest_ids: list[int], special: SpecialTokens) -> Sequence:
+    """The file as the engine's plain continuation reads it (engine.infill's `_file_head`): `<|fim_prefix|>` and
+    the prefix (the head alone for a model without FIM tokens), then the rest of the file, drafted from the
+    prefix's end on."""
+    head = [special.bos] if special.bos is not None else []
+    if None not in (special.fim_prefix, special.fim_middle, special.fim_suffix):
+        head.append(special.fim_prefix)
+    return Sequence(head + prefix_ids + rest_ids, len(head) + len(prefix_ids))
 
 
 def window_attention(length: int, starts: list[int], block: int, device=None) -> torch.Tensor:
@@ -166,8 +188,31 @@ RECIPE = frozenset(
     {"base", "block_size", "rank", "alpha", "mask_token", "windows", "accumulate", "lr", "warmup", "steps", "seed"}
     | {"decay_from"}
     | {"max_prefix_tokens", "max_suffix_tokens", "max_middle_tokens", "languages", "eval_examples"}
+    | {"plain_share", "init_from"}
     | {"eval_every", "save_every"}
 )
+
+
+def _held_out(texts: dict[str, list[str]], loaded: LoadedModel, cfg: CoderTrainConfig, plain_share: float):
+    """The same `eval_examples` validation sequences every time (a fixed seed)."""
+    stream = _sequences(texts, loaded, cfg, random.Random(4321), plain_share)
+    return [next(stream) for _ in range(cfg.eval_examples)]
+
+
+def _start_from(adapter: DraftingAdapter, directory: Path) -> None:
+    """Load a saved adapter's weights into a new run's adapter, which must have its shape and block size."""
+    saved = AdapterConfig.read(directory)
+    if (saved.block_size, saved.rank, saved.mask_token_id) != (
+        adapter.config.block_size,
+        adapter.config.rank,
+        adapter.config.mask_token_id,
+    ):
+        raise ConfigError(
+            f"a run with block_size {adapter.config.block_size}, rank {adapter.config.rank} and mask token "
+            f"{adapter.config.mask_token_id} cannot start from {directory}, which has {saved.block_size}, "
+            f"{saved.rank} and {saved.mask_token_id}: set them alike"
+        )
+    adapter.load(directory)
 
 
 def run_settings(out_dir: Path) -> dict:
@@ -206,13 +251,16 @@ def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit
         adapter.load_state(state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
+    elif cfg.init_from:
+        _start_from(adapter, Path(cfg.init_from))
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
 
     sources = collect_sources(Path(cfg.corpus_dir), tuple(language_weights(cfg.languages)))
     train_texts, val_texts = split_texts(sources, corpus_limit)
-    stream = _sequences(train_texts, loaded, cfg, random.Random(cfg.seed + start))
-    held_out_stream = _sequences(val_texts, loaded, cfg, random.Random(4321))
-    held_out = [next(held_out_stream) for _ in range(cfg.eval_examples)]
+    stream = _sequences(train_texts, loaded, cfg, random.Random(cfg.seed + start), cfg.plain_share)
+    held_out = _held_out(val_texts, loaded, cfg, plain_share=0.0)
+    # The plain file's agreement is measured on its own examples only where the run trains on it.
+    held_out_plain = _held_out(val_texts, loaded, cfg, plain_share=1.0) if cfg.plain_share else []
     rng = random.Random(cfg.seed + start)
 
     lm.train()
@@ -238,7 +286,11 @@ def run_coder_training(cfg: CoderTrainConfig, resume: bool = False, corpus_limit
             lm.eval()
             with autocast():
                 agreed_by_offset = agreement(lm, adapter, held_out, cfg.windows)
+                agreed_plain = agreement(lm, adapter, held_out_plain, cfg.windows) if held_out_plain else None
             record["agreement_by_offset"] = [round(a, 4) for a in agreed_by_offset]
+            if agreed_plain is not None:
+                record["plain_agreement_by_offset"] = [round(a, 4) for a in agreed_plain]
+                bar.write(f"step {done}: held-out plain-file agreement by offset {record['plain_agreement_by_offset']}")
             lm.train()
             bar.write(f"step {done}: held-out agreement by offset {record['agreement_by_offset']}")
         history.append(record)
