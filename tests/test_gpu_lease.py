@@ -167,6 +167,36 @@ def test_a_run_starts_from_a_saved_adapter_and_trains_on_the_plain_file_too(here
     assert plain.ids[plain.middle_start :] == rest
 
 
+def test_a_fresh_lease_starts_from_an_adapter_in_the_tree(here, tmp_path, monkeypatch):
+    """No run to resume (a fresh checkout has none): the lease's run starts from the adapter that travels with the
+    tree (`init_from`, as docs/TRAINING.md plans it with the shipped one), in the recipe's shape given as settings;
+    at lr 0 the adapter comes back as it went."""
+    from safetensors.torch import load_file
+
+    root, base, pack = here
+    shipped = Path("shipped-adapter")  # stands for engine/models/blockfill-coder: tracked, so on the device too
+    shutil.copytree(root / "runs/blockfill-coder/adapter", root / shipped)
+    (tmp_path / "device/repo").mkdir(parents=True)
+    shutil.copytree(root / shipped, tmp_path / "device/repo" / shipped)
+    manifest = gpu_lease.stage(str(base), pack, PIECE)
+    recipe = tuple(f"{key}={value}" for key, value in TINY.items() if key not in ("device", "threads", "precision"))
+    settings = (*DEVICE_SETTINGS, *recipe, f"init_from={shipped}", "lr=0", "steps=2")
+    returned = lease_plan.return_estimate(0, (root / shipped / "adapter.safetensors").stat().st_size)
+    calls, _ = lease_plan.plan_calls(manifest, 0, returned, minutes=0.02, settings=settings)
+    monkeypatch.setenv("BLOCKFILL_GPU_WORK", str(tmp_path / "device/work"))
+    gpu_return = root / "runs" / "gpu-return"
+    gpu_return.mkdir()
+    for call in calls:
+        for path in _call(call, root, tmp_path / "device", monkeypatch):
+            shutil.copy2(path, gpu_return / path.name)
+
+    gpu_lease.join([gpu_return], root / "runs" / "from-shipped", root / "package")
+    history = json.loads((root / "runs/from-shipped/history.json").read_text())
+    assert history[0]["step"] == 1  # a new run, not the CPU run of the fixture
+    back, sent = load_file(root / "package/adapter.safetensors"), load_file(root / shipped / "adapter.safetensors")
+    assert back.keys() == sent.keys() and all(torch.equal(back[k], sent[k]) for k in back)
+
+
 def test_a_damaged_piece_is_refused_where_it_arrives(here, tmp_path, monkeypatch):
     root, base, pack = here
     manifest = gpu_lease.stage(str(base), pack, PIECE)
