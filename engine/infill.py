@@ -42,7 +42,7 @@ from engine.models.loading import LoadedModel, load_model
 from engine.models.prepack import prepack_linears
 from engine.postprocess import Candidate, PostprocessOptions, postprocess, standing_in
 from engine.postprocess.base import last_line
-from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts, encode_text
+from engine.prompt import Prompt, build_prompt, canvas_target, collate_prompts, encode_text, plain_file_head
 from engine.rerank import file_log_likelihoods, line_prefixes
 from engine.threads import ThreadPolicy
 
@@ -396,15 +396,12 @@ class Engine:
         ids = ids + line_ids
         return Prompt(ids, list(range(len(ids))), len(ids)), heal
 
-    def _file_head(self, head: list[int], fim_ids: list[int]) -> list[int]:
-        """The file before the cursor's line as the plain continuation and the reranker read it: the FIM prompt's
-        own start (`<|fim_prefix|>` and the head) where the model has FIM tokens, so that one prefill serves both
-        decodes (it was read twice: SantaCoder's holes now take 1.44x less time, same completions, RESULTS.md); the
-        head alone where it has none. `head`: `_head(context)`, as `_fim_prompt` laid it out in `fim_ids`."""
-        special = self.loaded.special
-        if not head or None in (special.fim_prefix, special.fim_middle, special.fim_suffix):
-            return head
-        return fim_ids[: fim_ids.index(special.fim_prefix) + 1 + len(head)]
+    def _file_head(self, head: list[int]) -> list[int]:
+        """The file before the cursor's line as the plain continuation and the reranker read it
+        (engine.prompt.plain_file_head): the FIM prompt's own start where the model has FIM tokens, so that one
+        prefill serves both decodes (it was read twice: SantaCoder's holes now take 1.44x less time, same
+        completions, RESULTS.md); nothing for an empty head. `head`: `_head(context)`, as `_fim_prompt` laid it out."""
+        return plain_file_head(head, self.loaded.special) if head else head
 
     def _draft(self, canvas: int, request: InfillRequest, context: InfillContext, single: bool, should_stop):
         """A causal model's drafts for one hole (left to right, or drafting blocks with blockfill-coder's adapter):
@@ -420,7 +417,7 @@ class Engine:
         head = self._head(context)
         prompt, heal = self._fim_prompt(context, canvas, head)
         file_head = None
-        if self.config.rerank and (plain_head := self._file_head(head, prompt.input_ids)):
+        if self.config.rerank and (plain_head := self._file_head(head)):
             head_prompt = Prompt(plain_head, list(range(len(plain_head))), len(plain_head))
             file_head = self._prefill(head_prompt, "_plain_cache" if single else None, should_stop)
         start = file_head[1] if file_head is not None else None

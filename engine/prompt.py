@@ -103,6 +103,19 @@ class Prompt:
     canvas_start: int  # RoPE position of the canvas's first token
 
 
+def has_fim_tokens(special: SpecialTokens) -> bool:
+    return None not in (special.fim_prefix, special.fim_middle, special.fim_suffix)
+
+
+def plain_file_head(prefix_ids: list[int], special: SpecialTokens) -> list[int]:
+    """The file before a point as a causal model reads it plainly: where it has FIM tokens, the FIM prompt's own
+    start (BOS, `<|fim_prefix|>`, the prefix), so that one prefill serves the FIM prompt and the plain file
+    (engine.infill); the prefix alone where it has none."""
+    if not has_fim_tokens(special):
+        return prefix_ids
+    return ([special.bos] if special.bos is not None else []) + [special.fim_prefix, *prefix_ids]
+
+
 def build_prompt(
     prefix_ids: list[int], suffix_ids: list[int], canvas_length: int, layout: str, special: SpecialTokens
 ) -> Prompt:
@@ -125,8 +138,8 @@ def build_prompt(
         positions = [*range(canvas_start - 1), *after, canvas_start - 1]
         return Prompt(before[:-1] + suffix_ids + before[-1:], positions, canvas_start)
     if layout == "fim_text":
-        if None not in (special.fim_prefix, special.fim_middle, special.fim_suffix):
-            ids = head + [special.fim_prefix, *prefix_ids, special.fim_suffix, *suffix_ids, special.fim_middle]
+        if has_fim_tokens(special):
+            ids = [*plain_file_head(prefix_ids, special), special.fim_suffix, *suffix_ids, special.fim_middle]
         elif special.chat_frame is not None:
             before, between, after = special.chat_frame
             ids = [*before, *prefix_ids, *between, *suffix_ids, *after]

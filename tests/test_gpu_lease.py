@@ -135,10 +135,10 @@ def test_a_lease_trains_on_from_the_cpu_run_and_the_cpu_goes_on_from_the_lease(h
     assert (resumed["eval_every"], resumed["save_every"]) == (3, 1)  # as the lease ran it, not the defaults
 
 
-def test_a_run_starts_from_a_saved_adapter_and_trains_on_the_plain_file_too(here, monkeypatch):
+def test_a_run_starts_from_a_saved_adapter_and_trains_on_the_plain_file_too(here):
     """`init_from` loads a saved adapter (at lr 0 it comes out unchanged) and refuses one of another shape;
     `plain_share` adds plain-file examples, laid out as the engine's plain continuation reads the file (the FIM
-    prompt's start: engine.infill's `_file_head`), with held-out agreement of their own."""
+    prompt's start), with held-out agreement of their own."""
     from safetensors.torch import load_file
 
     from engine.prompt import build_prompt

@@ -33,7 +33,7 @@ from transformers.cache_utils import DynamicCache
 from engine.errors import ConfigError
 from engine.models.gated_lora import AdapterConfig, DraftingAdapter
 from engine.models.loading import LoadedModel, load_model
-from engine.prompt import SpecialTokens, build_prompt
+from engine.prompt import SpecialTokens, build_prompt, plain_file_head
 from engine.training.corpus import collect_sources, split_texts
 from engine.training.examples import sample_example
 from engine.training.train import autocast_dtype, language_weights
@@ -103,13 +103,10 @@ def _sequences(
 
 
 def plain_file(prefix_ids: list[int], rest_ids: list[int], special: SpecialTokens) -> Sequence:
-    """The file as the engine's plain continuation reads it (engine.infill's `_file_head`): `<|fim_prefix|>` and
-    the prefix (the head alone for a model without FIM tokens), then the rest of the file, drafted from the
-    prefix's end on."""
-    head = [special.bos] if special.bos is not None else []
-    if None not in (special.fim_prefix, special.fim_middle, special.fim_suffix):
-        head.append(special.fim_prefix)
-    return Sequence(head + prefix_ids + rest_ids, len(head) + len(prefix_ids))
+    """The file as the engine's plain continuation reads it (engine.prompt.plain_file_head), then the rest of the
+    file, drafted from the prefix's end on."""
+    head = plain_file_head(prefix_ids, special)
+    return Sequence(head + rest_ids, len(head))
 
 
 def window_attention(length: int, starts: list[int], block: int, device=None) -> torch.Tensor:
