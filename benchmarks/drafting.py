@@ -17,7 +17,7 @@ import statistics
 import time
 
 from benchmarks.execution import humaneval_program, passes
-from benchmarks.quality import DATA, first_line, load_tasks
+from benchmarks.quality import DATA, first_line, load_tasks, typed_partway
 from engine.config import parse_assignments, with_overrides
 from engine.infill import Engine, InfillRequest
 from engine.models.loading import load_model
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every arm")
+    parser.add_argument("--typed", action="store_true", help="HumanEval: the hole's line typed partway (line mode)")
     parser.add_argument(
         "--arms",
         default="base,lookup,verified",
@@ -62,6 +63,8 @@ def main() -> None:
             loaded[config.model] = load_model(config.model, config.device, quantize=config.quantize)
     engines = {name: Engine(config, loaded[config.model]) for name, config in arms}
     tasks = load_tasks(args.suite, DATA, args.limit, args.every)
+    if args.typed:
+        tasks = typed_partway(tasks)
     rows: dict[str, list[tuple[bool, float, int, int, str]]] = {name: [] for name in engines}
     for task in tasks:
         language = task.get("language", "python")
@@ -78,7 +81,8 @@ def main() -> None:
     base = rows[arms[0][0]]
     base_seconds = statistics.median(r[1] for r in base)
     device = next(iter(loaded.values())).device
-    print(f"{args.suite}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {device}:")
+    typed = ", the hole's line typed partway" if args.typed else ""
+    print(f"{args.suite}{typed}, {len(tasks)} tasks (every {args.every}th), model {args.model}, {device}:")
     width = max(len(name) for name in rows)
     for name, results in rows.items():
         median = statistics.median(r[1] for r in results)

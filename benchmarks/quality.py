@@ -3,6 +3,7 @@
     python -m benchmarks.quality --suite single --limit 100          HumanEval-Infilling single-line pass@1
     python -m benchmarks.quality --suite multi --oracle-length       canvas sized from the canonical solution
     python -m benchmarks.quality --suite santacoder --limit 300      SantaCoder-FIM first-line exact match
+    python -m benchmarks.quality --suite single --typed              the hole's line half typed: an editor's line mode
     python -m benchmarks.quality --model qwen2.5-coder-0.5b          the pretrained base, left to right
     python -m benchmarks.quality --model blockfill-coder             the default model: the base and its drafts
     python -m benchmarks.quality --model blockfill-tiny              the small diffusion model trained here
@@ -20,6 +21,7 @@ import argparse
 import gzip
 import importlib.util
 import json
+import random
 import statistics
 import time
 from collections import defaultdict
@@ -66,6 +68,31 @@ def load_tasks(suite: str, data: Path, limit: int | None, every: int = 0, held_o
     return tasks
 
 
+def typed_partway(tasks: list[dict]) -> list[dict]:
+    """Each HumanEval task as an editor meets it while the user types: part of the hole's first line is typed (after
+    its indentation, at least one character, a column drawn from the task's id), and the hole is the rest of that
+    line, before its line break. The engine plans these as line mode (finish the line), the mode the editor asks
+    for keystroke after keystroke, which the whole-line holes never reach. The lines after the first join the
+    suffix. Tasks whose line has fewer than two characters after its indentation are left out (nothing to type
+    partway)."""
+    typed = []
+    for task in tasks:
+        line, newline, rest = task["canonical_solution"].partition("\n")
+        indent = len(line) - len(line.lstrip())
+        if len(line.rstrip()) - indent < 2:
+            continue
+        column = random.Random(task["task_id"]).randrange(indent + 1, len(line.rstrip()))
+        typed.append(
+            {
+                **task,
+                "prompt": task["prompt"] + line[:column],
+                "canonical_solution": line[column:],
+                "suffix": newline + rest + task["suffix"],
+            }
+        )
+    return typed
+
+
 def first_line(text: str) -> str:
     stripped = text.strip("\n")
     return stripped.splitlines()[0].strip() if stripped else ""
@@ -93,6 +120,7 @@ def main() -> None:
     parser.add_argument("--oracle-length", action="store_true", help="canvas = canonical solution's tokens + 1")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--no-suffix", action="store_true", help="left to right: the model sees only the prefix")
+    parser.add_argument("--typed", action="store_true", help="HumanEval: the hole's line typed partway (line mode)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--records", type=Path, help="write each task's completion and verdict here (JSON lines)")
     args = parser.parse_args()
@@ -100,6 +128,8 @@ def main() -> None:
     engine = Engine(with_overrides({"model": resolve_model(args.model), **parse_assignments(args.set)}))
     limit = args.limit if args.limit is not None or args.every else 100
     tasks = load_tasks(args.suite, args.data, limit, args.every, args.held_out)
+    if args.typed:
+        tasks = typed_partway(tasks)
     language_of = (lambda t: t.get("language", "python")) if args.suite == "santacoder" else (lambda t: "python")
     results, seconds, steps, written = [], [], [], []
     flaws = {"raw": defaultdict(int), "shown": defaultdict(int)}  # syntax / repeat counts, before and after
@@ -148,6 +178,7 @@ def main() -> None:
     metric = "exact match" if args.suite == "santacoder" else "pass@1"
     setting = "oracle length" if args.oracle_length else "engine-chosen canvas"
     setting += ", prefix only" if args.no_suffix else ""
+    setting += ", the hole's line typed partway" if args.typed else ""
     print(f"{args.suite} ({setting}), {len(results)} tasks, model {args.model}:")
     for language, oks in sorted(by_language.items()):
         print(f"  {metric} {language}: {100 * sum(oks) / len(oks):.1f} % ({sum(oks)}/{len(oks)})")

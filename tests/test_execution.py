@@ -37,3 +37,18 @@ def test_failures_and_hangs_do_not_pass(program):
 
 def test_plain_program_passes():
     assert passes("assert sum(range(4)) == 6", timeout=2.0)
+
+
+def test_a_hole_typed_partway_still_executes_as_the_task(task):
+    """The line-mode variant (`--typed`) moves part of the hole's line into the prompt: the rest must still make
+    the task's program, and a wrong rest must fail, or the suite would score the wrong thing."""
+    from benchmarks.quality import typed_partway
+
+    (typed,) = typed_partway([task])
+    line = task["canonical_solution"].rstrip("\n")
+    assert task["prompt"].endswith("\n") and typed["prompt"].startswith(task["prompt"])
+    typed_part = typed["prompt"][len(task["prompt"]) :]
+    assert typed_part.strip() and typed_part + typed["canonical_solution"] == line
+    assert "\n" not in typed["canonical_solution"] and typed["suffix"].startswith("\n")
+    assert passes(humaneval_program(typed, typed["canonical_solution"]))
+    assert not passes(humaneval_program(typed, typed["canonical_solution"] + " + 1"))
