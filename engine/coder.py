@@ -385,16 +385,27 @@ class Middle:
 
 @torch.inference_mode()
 def decode_middles(
-    drafter: Drafter, shared: SharedCache, middles: list[Middle], should_stop: Callable[[], bool] | None = None
-) -> list[DraftResult]:
+    drafter: Drafter,
+    shared: SharedCache,
+    middles: list[Middle],
+    should_stop: Callable[[], bool] | None = None,
+    patience: int | None = None,
+) -> list[DraftResult | None]:
     """Decode the middles side by side in `shared` (middle i as its middle i), one forward a step for all of them
     until each is over: a forward reads the weights once for every middle's tokens and masks, which on a CPU
-    costs little more than for one middle's. Raises Cancelled when `should_stop()` turns true between steps."""
+    costs little more than for one middle's. Raises Cancelled when `should_stop()` turns true between steps.
+
+    `patience`: once the first middle is over, the others get at most this many more forwards; one still
+    unfinished then is given up (None in its place)."""
+    left = None  # forwards the others still get, once the first middle is over
     while True:
         stop_if_asked(should_stop, "drafting")
         spans = [span for index, middle in enumerate(middles) if (span := middle.span(index)) is not None]
-        if not spans:
+        if patience is not None and left is None and middles[0].result is not None:
+            left = patience
+        if not spans or left == 0:
             return [middle.result for middle in middles]
+        left = None if left is None else left - 1
         logits = drafter.forward(shared, spans)
         kept = [middles[span.middle].advance(span, rows) for span, rows in zip(spans, logits, strict=True)]
         shared.settle(spans, kept)

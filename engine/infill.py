@@ -437,7 +437,10 @@ class Engine:
             plain_middle = self._plain_continuation(context, prompt, file_head, fim_middle, new_middle)
         if plain_middle is not None and self.config.decode_side_by_side and self.drafter.can_share_a_cache:
             shared = SharedCache(fim.cache, [len(prompt.input_ids), len(file_head[1].prompt.input_ids)])
-            results = decode_middles(self.drafter, shared, [fim_middle, plain_middle], should_stop)
+            patience = self.config.line_plain_patience if context.mode == "line" else -1
+            results = decode_middles(
+                self.drafter, shared, [fim_middle, plain_middle], should_stop, patience if patience >= 0 else None
+            )
         else:
             results = decode_middles(self.drafter, SharedCache(fim.cache), [fim_middle], should_stop)
             if plain_middle is not None:  # after it, in the file head's own cache, cut back to the head after
@@ -499,7 +502,7 @@ class Engine:
         drafts: dict[str, _Draft] = {}  # shown text -> the first draft that shows it
         standings: dict[str, tuple] = {}  # shown text -> how it ranks before its score
         standing = standing_in(context)
-        for result in results:
+        for result in filter(None, results):  # a middle given up (`line_plain_patience`) offers no cut
             whole = self._causal_draft(result, reused, heal)
             for raw in line_prefixes(whole.raw):
                 shown = postprocess([Candidate(raw, 0.0)], context, self.postprocess_options)

@@ -448,3 +448,33 @@ def test_line_start_holes_can_be_planned_as_one_line(toy_base):
     assert (context.mode, context.inserts_lines) == ("line", True)
     with pytest.raises(ConfigError, match="line_start_holes"):
         _engine(str(toy_base), line_start_holes="sometimes")
+
+
+def test_a_middle_that_outlasts_the_first_by_more_than_its_patience_is_given_up(toy_adapter):
+    """`patience` (the engine's `line_plain_patience`): once the first middle is over, the others get that many
+    more forwards; a middle not over by then comes back as None, one that is comes back as it would without it."""
+    loaded = load_model(str(toy_adapter), device="cpu")
+    encode = lambda text: loaded.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head = build_prompt([], encode("\nbravo bravo bravo = value\n"), 12, "fim_text", loaded.special).input_ids
+    prompts = [head + encode("value = "), head + encode("echo = ")]
+    drafter = Drafter(loaded.model, None)
+    settings = DraftSettings(0, lookup_tokens=0)
+
+    def run(patience: int | None) -> tuple[list, int]:
+        cache = DynamicCache(config=loaded.model.config)
+        short, long = Middle(settings, 3, lambda tokens: None), Middle(settings, 9, lambda tokens: None)
+        short.begin(drafter.prefill(prompts[0], cache))
+        long.read_first(prompts[1][len(head) :])
+        forwards, forward = [], drafter.forward
+        drafter.forward = lambda shared, spans: forwards.append(1) or forward(shared, spans)
+        shared = SharedCache(cache, [len(prompts[0]), len(head)])
+        results = decode_middles(drafter, shared, [short, long], patience=patience)
+        drafter.forward = forward
+        return results, len(forwards)
+
+    (short, long), forwards = run(None)
+    assert (len(short.tokens), len(long.tokens)) == (3, 9)
+    # The short middle is over after its 2nd forward (one token a forward, the first from the prefill).
+    assert run(0) == ([short, None], 2)
+    assert run(3) == ([short, None], 5)
+    assert run(forwards - 2) == ([short, long], forwards)

@@ -302,3 +302,31 @@ def test_wide_forwards_run_on_prompt_threads_and_thin_ones_on_threads(toy_base, 
     assert any(6 <= tokens <= 9 for tokens, _ in forwards)  # steps among the wide forwards
     narrow = Engine(dataclasses.replace(config, prompt_threads=1), engine.loaded)
     assert [c.text for c in narrow.complete(requests)] == shown
+
+
+def test_a_plain_continuation_given_up_in_line_mode_leaves_the_fim_middle_alone(toy_base, monkeypatch):
+    """`line_plain_patience=0`: in line mode the plain continuation stops when the FIM middle is over; where it had
+    not finished its line, it offers no cut, and the FIM middle is shown as without reranking. (The toy's FIM
+    middles are cut to two tokens, so that the plain continuation is the longer one, as in the editor's case.)"""
+    config = EngineConfig(model=str(toy_base), device="cpu", drop_syntax_errors=False, typeahead=False)
+    impatient = Engine(dataclasses.replace(config, line_plain_patience=0))
+    fim_only = Engine(dataclasses.replace(config, rerank=False), impatient.loaded)
+    results = []
+    decode_middles = infill.decode_middles
+
+    def short_fim_middle(drafter, shared, middles, *rest):
+        middles[0].max_tokens = 2
+        results.append(decode_middles(drafter, shared, middles, *rest))
+        return results[-1]
+
+    monkeypatch.setattr(infill, "decode_middles", short_fim_middle)
+    rng, given_up = random.Random(8), 0
+    for _ in range(8):
+        prefix, _, suffix = toy_texts(rng)
+        request = InfillRequest("\n" + prefix + "g", suffix, "python", canvas_tokens=12, force=True)
+        shown = impatient.complete([request])[0]
+        assert shown.context.mode == "line"
+        if results[-1][1] is None:
+            given_up += 1
+            assert shown.raw_text == fim_only.complete([request])[0].raw_text
+    assert given_up
