@@ -437,10 +437,10 @@ class Engine:
             plain_middle = self._plain_continuation(context, prompt, file_head, fim_middle, new_middle)
         if plain_middle is not None and self.config.decode_side_by_side and self.drafter.can_share_a_cache:
             shared = SharedCache(fim.cache, [len(prompt.input_ids), len(file_head[1].prompt.input_ids)])
-            patience = self.config.line_plain_patience if context.mode == "line" else -1
-            results = decode_middles(
-                self.drafter, shared, [fim_middle, plain_middle], should_stop, patience if patience >= 0 else None
-            )
+            patience = self.config.line_plain_patience
+            if context.mode != "line" or patience < 0:  # the plain continuation always finishes
+                patience = None
+            results = decode_middles(self.drafter, shared, [fim_middle, plain_middle], should_stop, patience)
         else:
             results = decode_middles(self.drafter, SharedCache(fim.cache), [fim_middle], should_stop)
             if plain_middle is not None:  # after it, in the file head's own cache, cut back to the head after
